@@ -1,0 +1,1 @@
+"""Benchmarks: programs that print figures and compare against a peer."""

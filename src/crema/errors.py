@@ -1,0 +1,123 @@
+"""The one exception tree of crema.
+
+Every error crema raises on purpose derives from :class:`CremaError`. The tree
+is split by blame: bad input that arrived from a file, a peer or a client
+(corruption, protocol violations) versus misuse by the caller (bad
+configuration, calling a method in the wrong state). Errors carry the fields a
+handler needs (path, offset, leader hint) so that callers never have to parse
+a message.
+
+A broken internal invariant is not a ``CremaError``: it raises
+``AssertionError`` or ``RuntimeError`` and is never swallowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CremaError(Exception):
+    """Root of every error crema raises on purpose."""
+
+
+class ConfigError(CremaError, ValueError):
+    """A configuration value is invalid.
+
+    Attributes:
+        field: the name of the offending configuration field.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+# --------------------------------------------------------------------------
+# Snapshots (MCRS files)
+# --------------------------------------------------------------------------
+
+
+class SnapshotError(CremaError):
+    """A snapshot could not be written, read or restored.
+
+    Attributes:
+        path: the file concerned, when there is one.
+    """
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class SnapshotCorruptedError(SnapshotError):
+    """A snapshot file failed verification (bad magic, CRC mismatch, ...).
+
+    Attributes:
+        path: the corrupted file.
+        reason: what is wrong with it, in a few words.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}", path)
+        self.reason = reason
+
+
+class NoSnapshotError(SnapshotError):
+    """No usable snapshot exists where one was asked for."""
+
+
+# --------------------------------------------------------------------------
+# Raft log storage
+# --------------------------------------------------------------------------
+
+
+class StorageError(CremaError):
+    """The Raft log storage failed."""
+
+
+class CompactedError(StorageError):
+    """The requested log index has been compacted into a snapshot."""
+
+
+class EntryUnavailableError(StorageError):
+    """The requested log index is beyond the last index in storage."""
+
+
+class CorruptLogError(StorageError):
+    """A write-ahead-log record failed its checksum before the tail.
+
+    Attributes:
+        path: the segment file.
+        offset: byte offset of the bad record in that file.
+    """
+
+    def __init__(self, path: Path, offset: int, reason: str) -> None:
+        super().__init__(f"{path} at offset {offset}: {reason}")
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------
+# Consensus
+# --------------------------------------------------------------------------
+
+
+class RaftError(CremaError):
+    """An operation on the Raft core was refused."""
+
+
+class ProposalDroppedError(RaftError):
+    """A proposal was refused before it entered the log (definitely not applied).
+
+    Attributes:
+        leader_hint: the node id this node believes is leader, or None.
+    """
+
+    def __init__(self, message: str, leader_hint: int | None = None) -> None:
+        super().__init__(message)
+        self.leader_hint = leader_hint
+
+
+class NotLeaderError(ProposalDroppedError):
+    """The node is not the leader; ``leader_hint`` names the one it knows of."""
