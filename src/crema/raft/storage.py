@@ -79,6 +79,10 @@ class LogStorage(Storage, Protocol):
         """Replace the persisted hard state."""
         ...
 
+    def set_conf_state(self, conf_state: ConfState) -> None:
+        """Record the latest membership, returned by :meth:`initial_state` after a restart."""
+        ...
+
     def apply_snapshot(self, meta: SnapshotMeta) -> None:
         """Install a snapshot received from the leader.
 
