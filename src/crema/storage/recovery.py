@@ -1,0 +1,202 @@
+"""Scan a WAL directory, rebuild its state, and repair it when told to (layer L1).
+
+:func:`scan_wal` only reads: it replays every segment in order and stops at
+the first damage, which it classifies as a torn tail (a crash while
+appending; safe to truncate) or corruption (refuse to start). The CLI uses it
+as is; :class:`~crema.storage.wal.DiskStorage` then calls :func:`truncate_torn`
+or :func:`repair` on the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crema.errors import CorruptLogError
+from crema.storage.record import FILE_HEADER_SIZE, PayloadError, RecordKind
+from crema.storage.segment import (
+    BROKEN_SUFFIX,
+    SegmentName,
+    SegmentScan,
+    fsync_dir,
+    list_segments,
+    quarantine,
+    read_segment,
+)
+from crema.storage.state import WalState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentReport:
+    """One segment as scanned."""
+
+    seq: int
+    first_index: int
+    path: Path
+    size: int
+    records: int
+    valid_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """The first bad spot of a WAL directory.
+
+    Attributes:
+        path: the segment concerned.
+        offset: byte offset of the first bad record in it.
+        reason: what is wrong, in a few words.
+        torn: a crash artifact at the very end of the log (truncated on open).
+        repairable: whether dropping everything from ``offset`` on fixes it.
+    """
+
+    path: Path
+    offset: int
+    reason: str
+    torn: bool
+    repairable: bool = True
+
+    def error(self) -> CorruptLogError:
+        """The error that refuses to open this directory."""
+        return CorruptLogError(self.path, self.offset, self.reason)
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """What :func:`scan_wal` found."""
+
+    state: WalState
+    segments: list[SegmentReport] = field(default_factory=list)
+    damage: Damage | None = None
+    unscanned: list[SegmentName] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RepairReport:
+    """What an ``open(repair=True)`` dropped to get back to a valid prefix.
+
+    Attributes:
+        path: the segment where corruption was found.
+        offset: where the valid prefix of that segment ends.
+        reason: the corruption found.
+        dropped_bytes: bytes removed from the log (kept in ``.broken`` files).
+        quarantined: the ``.broken`` files holding what was dropped.
+    """
+
+    path: Path
+    offset: int
+    reason: str
+    dropped_bytes: int
+    quarantined: list[Path]
+
+
+def _scan_segment(result: ScanResult, seg: SegmentName, last: bool) -> bool:
+    """Replay one segment into ``result``; return whether the scan may go on."""
+    data = read_segment(seg.path)
+    scan = SegmentScan(data, last=last)
+    state = result.state
+    count = 0
+    for offset, kind, payload in scan:
+        try:
+            if count == 0 and kind != RecordKind.STATE:
+                raise PayloadError("segment does not start with a STATE record")
+            state.apply(kind, payload, seg.seq, offset, len(payload) + 16)
+        except PayloadError as exc:
+            result.damage = Damage(seg.path, offset, str(exc), torn=False)
+            scan.end = offset
+            break
+        count += 1
+    else:
+        if scan.problem is not None:
+            p = scan.problem
+            result.damage = Damage(seg.path, p.offset, p.reason, torn=p.torn)
+    result.segments.append(
+        SegmentReport(seg.seq, seg.first_index, seg.path, len(data), count, scan.end)
+    )
+    return result.damage is None
+
+
+def scan_wal(directory: Path) -> ScanResult:
+    """Replay the segments of ``directory`` (read only) up to the first damage."""
+    result = ScanResult(WalState())
+    segments = list_segments(directory)
+    for i, seg in enumerate(segments):
+        if i > 0 and seg.seq != segments[i - 1].seq + 1:
+            missing = f"{segments[i - 1].seq + 1}..{seg.seq - 1}"
+            result.damage = Damage(seg.path, 0, f"segment(s) {missing} missing", torn=False)
+            result.unscanned = segments[i + 1 :]
+            return result
+        if not _scan_segment(result, seg, last=i == len(segments) - 1):
+            result.unscanned = segments[i + 1 :]
+            return result
+    gap = result.state.index.missing()
+    if gap is not None and segments:
+        reason = f"entries {gap[0]}..{gap[1]} are missing (a segment was lost)"
+        result.damage = Damage(segments[0].path, 0, reason, torn=False, repairable=False)
+    return result
+
+
+def truncate_torn(damage: Damage, *, durable: bool) -> None:
+    """Cut a torn tail off the last segment, with a warning."""
+    size = damage.path.stat().st_size
+    log.warning(
+        "WAL %s: torn tail at offset %d (%s); truncating %d bytes",
+        damage.path,
+        damage.offset,
+        damage.reason,
+        size - damage.offset,
+    )
+    _truncate(damage.path, damage.offset, durable=durable)
+
+
+def _truncate(path: Path, offset: int, *, durable: bool) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, offset)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def repair(result: ScanResult, *, durable: bool) -> RepairReport:
+    """Keep the valid prefix in front of ``result.damage``; quarantine the rest.
+
+    Raises:
+        CorruptLogError: the damage cannot be repaired by dropping a suffix.
+    """
+    damage = result.damage
+    assert damage is not None
+    if not damage.repairable:
+        raise damage.error()
+    quarantined: list[Path] = []
+    dropped = 0
+    later = list(result.unscanned)
+    if damage.offset <= FILE_HEADER_SIZE:
+        later.insert(0, SegmentName(0, 0, damage.path))
+    else:
+        data = read_segment(damage.path)
+        tail = damage.path.with_name(f"{damage.path.name}.{damage.offset}{BROKEN_SUFFIX}")
+        tail.write_bytes(data[damage.offset :])
+        quarantined.append(tail)
+        dropped += len(data) - damage.offset
+        _truncate(damage.path, damage.offset, durable=durable)
+    for seg in later:
+        dropped += seg.path.stat().st_size
+        quarantined.append(quarantine(seg.path))
+    if durable:
+        fsync_dir(damage.path.parent)
+    report = RepairReport(damage.path, damage.offset, damage.reason, dropped, quarantined)
+    log.warning(
+        "WAL repaired: %s at offset %d: %s; dropped %d bytes, quarantined %s",
+        damage.path,
+        damage.offset,
+        damage.reason,
+        dropped,
+        [str(p) for p in quarantined],
+    )
+    return report

@@ -1,0 +1,186 @@
+"""Segment files: naming, crash-safe creation and scanning (layer L1).
+
+Segments are named ``<seq>-<first index>.wal`` with both numbers as 16 hex
+digits (``0000000000000001-0000000000000001.wal``); ``seq`` counts up by one
+per segment and ``first index`` is the index the next entry had when the
+segment was created (informational only). A segment is created complete with
+its header and STATE record under a temporary name, fsynced, renamed into
+place and the directory fsynced, so a segment never exists half-created.
+
+Scanning classifies the first bad record of a file:
+
+* *torn* (only in the last segment): the header is cut short, the payload
+  runs past the end of the file, or the record fails a checksum and only
+  zero bytes follow it. A crash while appending leaves exactly this shape.
+* *corrupt*: anything else, for example a checksum mismatch with
+  valid-looking data after it, or any bad record in an earlier segment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from crema.storage.record import (
+    FILE_HEADER_SIZE,
+    HEADER,
+    HEADER_SIZE,
+    MAX_PAYLOAD,
+    RecordKind,
+    SegmentState,
+    check_file_header,
+    encode_state,
+    file_header,
+    frame,
+)
+
+SUFFIX = ".wal"
+TMP_SUFFIX = ".tmp"
+BROKEN_SUFFIX = ".broken"
+_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentName:
+    """A segment file found in a WAL directory."""
+
+    seq: int
+    first_index: int
+    path: Path
+
+
+def segment_file_name(seq: int, first_index: int) -> str:
+    """The file name of segment ``seq`` opened when the next index was ``first_index``."""
+    return f"{seq:016x}-{first_index:016x}{SUFFIX}"
+
+
+def list_segments(directory: Path) -> list[SegmentName]:
+    """The segment files of ``directory`` in sequence order (empty if it does not exist)."""
+    if not directory.is_dir():
+        return []
+    found: list[SegmentName] = []
+    for name in os.listdir(directory):
+        match = _NAME.match(name)
+        if match:
+            found.append(SegmentName(int(match[1], 16), int(match[2], 16), directory / name))
+    found.sort(key=lambda s: s.seq)
+    return found
+
+
+def fsync_dir(directory: Path) -> None:
+    """Fsync a directory so that creations, renames and removals in it are durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_segment(directory: Path, state: SegmentState, *, durable: bool) -> Path:
+    """Create segment ``state.seq`` holding its header and STATE record; return its path.
+
+    Args:
+        directory: the WAL directory (must exist).
+        state: the state the segment opens with.
+        durable: fsync the file and the directory (false only under ``never``).
+    """
+    path = directory / segment_file_name(state.seq, state.last_index + 1)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    data = file_header() + frame(RecordKind.STATE, encode_state(state))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(directory)
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """The first bad record of a segment."""
+
+    offset: int
+    reason: str
+    torn: bool
+
+
+def zeros_from(data: bytes, start: int) -> bool:
+    """Whether every byte of ``data`` from ``start`` on is zero (true when there are none)."""
+    return data.count(0, start) == max(len(data) - start, 0)
+
+
+class SegmentScan:
+    """Iterate the valid records of one segment's bytes; then read ``end`` and ``problem``.
+
+    Iterating yields ``(offset, kind, payload)`` for each record that passes
+    its checksums. Afterwards ``end`` is the offset just past the last valid
+    record and ``problem`` describes what stopped the scan (None at a clean
+    end of file).
+    """
+
+    def __init__(self, data: bytes, *, last: bool) -> None:
+        self.data = data
+        self.last = last
+        self.end = 0
+        self.problem: Problem | None = None
+
+    def _fail(self, offset: int, reason: str, torn: bool) -> None:
+        self.problem = Problem(offset, reason, torn and self.last)
+
+    def __iter__(self) -> Iterator[tuple[int, int, memoryview]]:
+        data = self.data
+        view = memoryview(data)
+        size = len(data)
+        bad_header = check_file_header(data)
+        if bad_header is not None:
+            self._fail(0, bad_header, torn=False)
+            return
+        pos = FILE_HEADER_SIZE
+        unpack = HEADER.unpack_from
+        crc32 = zlib.crc32
+        while pos < size:
+            self.end = pos
+            if size - pos < HEADER_SIZE:
+                self._fail(pos, "record header cut short by end of file", torn=True)
+                return
+            length, kind, payload_crc, header_crc = unpack(data, pos)
+            if crc32(view[pos : pos + 12]) != header_crc:
+                torn = zeros_from(data, pos + HEADER_SIZE)
+                self._fail(pos, "record header checksum mismatch", torn)
+                return
+            end = pos + HEADER_SIZE + length
+            if length > MAX_PAYLOAD:
+                self._fail(pos, f"record length {length} exceeds {MAX_PAYLOAD}", torn=False)
+                return
+            if end > size:
+                self._fail(pos, "record payload cut short by end of file", torn=True)
+                return
+            payload = view[pos + HEADER_SIZE : end]
+            if crc32(payload) != payload_crc:
+                self._fail(pos, "record payload checksum mismatch", zeros_from(data, end))
+                return
+            yield pos, kind, payload
+            pos = end
+        self.end = pos
+
+
+def read_segment(path: Path) -> bytes:
+    """The whole content of a segment file."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def quarantine(path: Path) -> Path:
+    """Rename ``path`` aside with a ``.broken`` suffix (never delete evidence)."""
+    target = path.with_name(path.name + BROKEN_SUFFIX)
+    os.replace(path, target)
+    return target
