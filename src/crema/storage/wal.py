@@ -9,12 +9,13 @@ hard state is a single checksummed HARD_STATE record, so it is replaced
 atomically.
 
 Group commit: mutations are staged in a buffer and numbered (``staged_seq``);
-:meth:`DiskStorage.sync` writes the buffer with one ``write`` and, as the
-fsync policy says, one ``fsync``, after which ``durable_seq`` tells the
-caller which mutations are durable. Listeners registered with
-:meth:`DiskStorage.on_durable` hear about every advance.
+:meth:`DiskStorage.commit` (or the contract's ``sync``) writes the buffer
+with one ``write`` and, as the fsync policy says, one ``fsync``; it returns
+``durable_seq``, which tells the caller which mutations are durable.
+Listeners registered with :meth:`DiskStorage.on_durable` hear about every
+advance.
 
-Fsync policies: ``always`` (every ``sync`` fsyncs), ``batch`` (``sync``
+Fsync policies: ``always`` (every commit fsyncs), ``batch`` (a commit
 fsyncs when ``batch_interval`` has passed since the last fsync; call
 :meth:`DiskStorage.sync_if_due` from a timer to bound the delay), ``never``
 (the OS decides; ``durable_seq`` then only means "handed to the OS").
@@ -371,8 +372,20 @@ class DiskStorage:
         """Call ``listener(durable_seq)`` whenever ``durable_seq`` advances."""
         self._listeners.append(listener)
 
-    def sync(self) -> int:
-        """Write staged mutations; fsync as the policy says. Returns ``durable_seq``."""
+    def sync(self) -> None:
+        """The contract's sync: :meth:`commit`, ignoring its result."""
+        self.commit()
+
+    def commit(self) -> int:
+        """Write staged mutations as one batch; fsync as the policy says.
+
+        Under ``always`` every call that has something staged fsyncs once
+        (group commit: all mutations since the previous call share it); under
+        ``batch`` only when ``batch_interval`` has passed since the last fsync.
+
+        Returns:
+            ``durable_seq``: every mutation numbered up to it is durable.
+        """
         self._flush()
         if self.policy is FsyncPolicy.BATCH and not self.sync_due():
             return self._durable_seq
