@@ -22,6 +22,9 @@ EXIT_USAGE = 2
 
 Handler = Callable[[argparse.Namespace], int]
 
+# sub-command modules import the exit codes above, so they come after them
+from crema.cli import wal  # noqa: E402
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every sub-command registered."""
@@ -30,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="crema: a strongly consistent distributed cache built on Raft.",
     )
     parser.add_argument("--version", action="version", version=f"crema {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wal.register(commands)
     return parser
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crema.errors import CorruptLogError
-from crema.storage.record import FILE_HEADER_SIZE, PayloadError, RecordKind
+from crema.storage.record import FILE_HEADER_SIZE, PayloadError, RecordKind, decode_entries
 from crema.storage.segment import (
     BROKEN_SUFFIX,
     SegmentName,
@@ -94,7 +94,7 @@ class RepairReport:
     quarantined: list[Path]
 
 
-def _scan_segment(result: ScanResult, seg: SegmentName, last: bool) -> bool:
+def _scan_segment(result: ScanResult, seg: SegmentName, last: bool, deep: bool) -> bool:
     """Replay one segment into ``result``; return whether the scan may go on."""
     data = read_segment(seg.path)
     scan = SegmentScan(data, last=last)
@@ -105,6 +105,8 @@ def _scan_segment(result: ScanResult, seg: SegmentName, last: bool) -> bool:
             if count == 0 and kind != RecordKind.STATE:
                 raise PayloadError("segment does not start with a STATE record")
             state.apply(kind, payload, seg.seq, offset, len(payload) + 16)
+            if deep and kind == RecordKind.ENTRIES:
+                decode_entries(payload)
         except PayloadError as exc:
             result.damage = Damage(seg.path, offset, str(exc), torn=False)
             scan.end = offset
@@ -120,8 +122,13 @@ def _scan_segment(result: ScanResult, seg: SegmentName, last: bool) -> bool:
     return result.damage is None
 
 
-def scan_wal(directory: Path) -> ScanResult:
-    """Replay the segments of ``directory`` (read only) up to the first damage."""
+def scan_wal(directory: Path, *, deep: bool = False) -> ScanResult:
+    """Replay the segments of ``directory`` (read only) up to the first damage.
+
+    Args:
+        directory: the WAL directory (a missing one scans as empty).
+        deep: also decode every entry (recovery needs only the terms).
+    """
     result = ScanResult(WalState())
     segments = list_segments(directory)
     for i, seg in enumerate(segments):
@@ -130,7 +137,7 @@ def scan_wal(directory: Path) -> ScanResult:
             result.damage = Damage(seg.path, 0, f"segment(s) {missing} missing", torn=False)
             result.unscanned = segments[i + 1 :]
             return result
-        if not _scan_segment(result, seg, last=i == len(segments) - 1):
+        if not _scan_segment(result, seg, i == len(segments) - 1, deep):
             result.unscanned = segments[i + 1 :]
             return result
     gap = result.state.index.missing()
