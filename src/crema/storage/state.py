@@ -19,12 +19,18 @@ entry; record ``r`` holds ``rec_first[r] .. rec_first[r + 1] - 1``.
 
 from __future__ import annotations
 
+import struct
+import sys
 from array import array
 from bisect import bisect_right
 
 from crema.raft.types import ConfState, HardState, Index, SnapshotMeta, Term
 from crema.storage import record
 from crema.storage.record import PayloadError, RecordKind, SegmentState
+
+_ENTRIES = int(RecordKind.ENTRIES)
+_ENTRIES_HEAD = struct.Struct("<QI")
+_LITTLE = sys.byteorder == "little"
 
 
 class LogIndex:
@@ -153,9 +159,25 @@ class WalState:
             PayloadError: the record does not decode or contradicts the log so far;
                 nothing was changed.
         """
-        if kind == RecordKind.ENTRIES:
+        if kind == _ENTRIES:
+            idx = self.index
+            terms = idx.terms
+            first, count = _ENTRIES_HEAD.unpack_from(payload, 0) if len(payload) >= 12 else (0, 0)
+            if (  # fast path of recovery and of every append: plain extension of the log
+                _LITTLE
+                and first == idx.lo + len(terms)
+                and first > idx.compact_index
+                and count > 0
+                and 12 + 13 * count <= len(payload)
+            ):
+                terms.frombytes(payload[12 : 12 + 8 * count])
+                idx.rec_first.append(first)
+                idx.rec_seg.append(seg)
+                idx.rec_off.append(off)
+                idx.rec_len.append(length)
+                return
             first, count = record.entries_span(payload)
-            self.index.add(first, record.entry_terms(payload, count), seg, off, length)
+            idx.add(first, record.entry_terms(payload, count), seg, off, length)
         elif kind == RecordKind.HARD_STATE:
             self.hard_state = record.decode_hard_state(payload)
         elif kind == RecordKind.CONF_STATE:

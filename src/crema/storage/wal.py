@@ -280,15 +280,17 @@ class DiskStorage:
             raise EntryUnavailableError(f"append at {first} leaves a gap after last index {idx.hi}")
         if [e.index for e in entries] != list(range(first, first + len(entries))):
             raise ValueError("appended entries must have consecutive indexes")
-        start = 0
-        size = 0
-        for k, entry in enumerate(entries):  # keep each record to a few MiB
-            size += len(entry.data) + 13
-            if size > _CHUNK_BYTES and k > start:
-                self._write(RecordKind.ENTRIES, record.encode_entries(entries[start:k]))
-                start, size = k, len(entry.data) + 13
-        self._write(RecordKind.ENTRIES, record.encode_entries(entries[start:]))
+        self._write_entries(entries)
         self._remember(entries)
+
+    def _write_entries(self, entries: list[Entry]) -> None:
+        payload = record.encode_entries(entries)
+        if len(payload) > _CHUNK_BYTES and len(entries) > 1:  # keep records to a few MiB
+            half = len(entries) // 2
+            self._write_entries(entries[:half])
+            self._write_entries(entries[half:])
+        else:
+            self._write(RecordKind.ENTRIES, payload)
 
     def _remember(self, entries: list[Entry]) -> None:
         first = entries[0].index
