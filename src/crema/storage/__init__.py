@@ -7,6 +7,7 @@ disk; see ``docs/wal.md`` for the on-disk layout and recovery rules.
 from __future__ import annotations
 
 from crema.storage.recovery import RepairReport
-from crema.storage.wal import DiskStorage, FsyncPolicy, WalStats
+from crema.storage.wal import DiskStorage, WalStats
+from crema.storage.writer import FsyncPolicy
 
 __all__ = ["DiskStorage", "FsyncPolicy", "RepairReport", "WalStats"]

@@ -89,3 +89,49 @@ class RecordReader:
             os.close(fd)
         self._fds.clear()
         self._decoded.clear()
+
+
+class RecentEntries:
+    """The latest entries of the log, kept in memory: always a suffix of the log.
+
+    Attributes:
+        lo: index of the first entry held (``last index + 1`` when empty).
+    """
+
+    def __init__(self, next_index: int, capacity: int) -> None:
+        self.entries: list[Entry] = []
+        self.lo = next_index
+        self._capacity = capacity
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def slice(self, lo: int, hi: int) -> list[Entry]:
+        """Entries ``[lo, hi)``; ``lo`` must be at least :attr:`lo`."""
+        return self.entries[lo - self.lo : hi - self.lo]
+
+    def remember(self, appended: list[Entry]) -> None:
+        """Record an append (which replaces every entry from its first index on)."""
+        first = appended[0].index
+        if first >= self.lo:
+            del self.entries[first - self.lo :]
+            self.entries.extend(appended)
+        else:
+            self.entries = list(appended)
+            self.lo = first
+        excess = len(self.entries) - self._capacity
+        if excess > 0:
+            excess += self._capacity // 4  # evict in chunks: amortised O(1)
+            del self.entries[:excess]
+            self.lo += excess
+
+    def compact(self, index: int) -> None:
+        """Forget entries up to ``index``."""
+        if self.lo <= index:
+            del self.entries[: index + 1 - self.lo]
+            self.lo = index + 1
+
+    def reset(self, next_index: int) -> None:
+        """Forget everything; the log continues at ``next_index``."""
+        self.entries = []
+        self.lo = next_index

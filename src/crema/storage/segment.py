@@ -18,6 +18,7 @@ Scanning classifies the first bad record of a file:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import zlib
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from crema.errors import StorageError
 from crema.storage.record import (
     FILE_HEADER_SIZE,
     HEADER,
@@ -78,6 +80,25 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def lock_directory(directory: Path, *, durable: bool) -> int:
+    """Create ``directory`` if needed and lock it for this process; return the lock's fd.
+
+    Raises:
+        StorageError: another process holds the lock.
+    """
+    existed = directory.is_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    if not existed and durable:
+        fsync_dir(directory.parent)
+    fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise StorageError(f"{directory} is in use by another process") from exc
+    return fd
 
 
 def create_segment(directory: Path, state: SegmentState, *, durable: bool) -> Path:

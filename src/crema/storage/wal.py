@@ -23,8 +23,6 @@ fsyncs when ``batch_interval`` has passed since the last fsync; call
 
 from __future__ import annotations
 
-import enum
-import fcntl
 import os
 import time
 from collections.abc import Callable
@@ -34,26 +32,14 @@ from pathlib import Path
 from crema.errors import CompactedError, EntryUnavailableError, StorageError
 from crema.raft.types import ConfState, Entry, HardState, Index, SnapshotMeta, Term
 from crema.storage import record
-from crema.storage.reader import RecordReader
+from crema.storage.reader import RecentEntries, RecordReader
 from crema.storage.record import RecordKind
 from crema.storage.recovery import RepairReport, repair, scan_wal, truncate_torn
-from crema.storage.segment import (
-    TMP_SUFFIX,
-    create_segment,
-    fsync_dir,
-)
+from crema.storage.segment import TMP_SUFFIX, fsync_dir, lock_directory
+from crema.storage.writer import FsyncPolicy, SegmentWriter
 
 DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024
-_FLUSH_BYTES = 1024 * 1024
 _CHUNK_BYTES = 4 * 1024 * 1024
-
-
-class FsyncPolicy(enum.Enum):
-    """When :meth:`DiskStorage.sync` calls ``fsync``."""
-
-    ALWAYS = "always"
-    BATCH = "batch"
-    NEVER = "never"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,17 +87,12 @@ class DiskStorage:
         if segment_size < 4096 or cache_entries < 1 or batch_interval <= 0:
             raise ValueError("segment_size >= 4096, cache_entries >= 1, batch_interval > 0")
         self._durable = self.policy is not FsyncPolicy.NEVER
-        self._batch_interval = batch_interval
         self._segment_size = segment_size
         self._cache_entries = cache_entries
-        self._clock = clock
-        self._listeners: list[Callable[[int], None]] = []
-        self._staged_seq = self._durable_seq = 0
-        self._records = self._bytes = self._fsyncs = 0
-        self._last_fsync = clock()
+        self._writer = SegmentWriter(self.directory, self.policy, batch_interval, clock)
         self._closed = False
         self._reader = RecordReader()
-        self._lock_fd = self._lock()
+        self._lock_fd = lock_directory(self.directory, durable=self._durable)
         try:
             self.repair_report = self._recover(repair)
         except BaseException:
@@ -159,19 +140,6 @@ class DiskStorage:
 
     # -- opening -------------------------------------------------------------
 
-    def _lock(self) -> int:
-        existed = self.directory.is_dir()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if not existed and self._durable:
-            fsync_dir(self.directory.parent)
-        fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(fd)
-            raise StorageError(f"{self.directory} is in use by another process") from exc
-        return fd
-
     def _recover(self, allow_repair: bool) -> RepairReport | None:
         for name in os.listdir(self.directory):
             if name.endswith(TMP_SUFFIX):
@@ -197,21 +165,12 @@ class DiskStorage:
             self._reader.add_segment(seg.seq, seg.path)
         self._paths = {seg.seq: seg.path for seg in segments}
         if segments:
-            self._seq = segments[-1].seq
-            self._open_active(segments[-1].path, segments[-1].valid_end)
+            self._writer.open_active(segments[-1].seq, segments[-1].path, segments[-1].valid_end)
         else:
-            self._seq = 0
-            self._fd = -1
             self._roll()
-        self._recent: list[Entry] = []
-        self._recent_lo = state.index.hi + 1
+        self._recent = RecentEntries(state.index.hi + 1, self._cache_entries)
         self._drop_dead_segments()
         return report
-
-    def _open_active(self, path: Path, size: int) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        self._written = self._size = size
-        self._buf = bytearray()
 
     # -- reads ---------------------------------------------------------------
 
@@ -247,10 +206,10 @@ class DiskStorage:
         total = 0
         at = lo
         while at < hi:
-            if at >= self._recent_lo:
-                batch = self._recent[at - self._recent_lo : hi - self._recent_lo]
+            if at >= self._recent.lo:
+                batch = self._recent.slice(at, hi)
             else:
-                batch = self._read_from_disk(at, min(hi, self._recent_lo))
+                batch = self._read_from_disk(at, min(hi, self._recent.lo))
             for entry in batch:
                 total += entry.size()
                 if selected and max_bytes is not None and total > max_bytes:
@@ -261,8 +220,8 @@ class DiskStorage:
 
     def _read_from_disk(self, at: int, hi: int) -> list[Entry]:
         seq, offset, length, end = self._state.index.locate(at)
-        if seq == self._seq and offset + length > self._written:
-            self._flush()
+        if seq == self._writer.seq and offset + length > self._writer.written:
+            self._writer.flush()
         entries = self._reader.read(seq, offset, length)
         first = entries[0].index
         return entries[at - first : min(hi, end) - first]
@@ -281,7 +240,7 @@ class DiskStorage:
         if [e.index for e in entries] != list(range(first, first + len(entries))):
             raise ValueError("appended entries must have consecutive indexes")
         self._write_entries(entries)
-        self._remember(entries)
+        self._recent.remember(entries)
 
     def _write_entries(self, entries: list[Entry]) -> None:
         payload = record.encode_entries(entries)
@@ -292,20 +251,6 @@ class DiskStorage:
         else:
             self._write(RecordKind.ENTRIES, payload)
 
-    def _remember(self, entries: list[Entry]) -> None:
-        first = entries[0].index
-        if first >= self._recent_lo:
-            del self._recent[first - self._recent_lo :]
-            self._recent.extend(entries)
-        else:
-            self._recent = list(entries)
-            self._recent_lo = first
-        excess = len(self._recent) - self._cache_entries
-        if excess > 0:
-            excess += self._cache_entries // 4  # evict in chunks: amortised O(1)
-            del self._recent[:excess]
-            self._recent_lo += excess
-
     def set_hard_state(self, hard_state: HardState) -> None:
         if hard_state != self._state.hard_state:
             self._write(RecordKind.HARD_STATE, record.encode_hard_state(hard_state))
@@ -315,8 +260,7 @@ class DiskStorage:
 
     def apply_snapshot(self, meta: SnapshotMeta) -> None:
         self._write(RecordKind.RESTORE, record.encode_snapshot(meta))
-        self._recent = []
-        self._recent_lo = meta.index + 1
+        self._recent.reset(meta.index + 1)
         self._reclaim()
 
     def create_snapshot(self, meta: SnapshotMeta) -> None:
@@ -338,45 +282,39 @@ class DiskStorage:
             )
         term = self.term(index)
         self._write(RecordKind.COMPACT, record.encode_compact(index, term))
-        if self._recent_lo <= index:
-            del self._recent[: index + 1 - self._recent_lo]
-            self._recent_lo = index + 1
+        self._recent.compact(index)
         self._reclaim()
 
     def _write(self, kind: RecordKind, payload: bytes) -> None:
         """The one path of every mutation: apply to the state, then stage the record."""
         if self._closed:
             raise StorageError("storage is closed")
-        if self._size >= self._segment_size:
+        writer = self._writer
+        if writer.size >= self._segment_size:
             self._roll()
         data = record.frame(kind, payload)
-        self._state.apply(kind, payload, self._seq, self._size, len(data))
-        self._buf += data
-        self._size += len(data)
-        self._staged_seq += 1
-        self._records += 1
-        if len(self._buf) >= _FLUSH_BYTES:
-            self._flush()
+        self._state.apply(kind, payload, writer.seq, writer.size, len(data))
+        writer.stage(data)
 
     # -- durability ----------------------------------------------------------
 
     @property
     def staged_seq(self) -> int:
-        """Number of mutations staged so far (each write method stages at most a few)."""
-        return self._staged_seq
+        """Number of records staged so far (each mutation stages one, a huge append a few)."""
+        return self._writer.staged_seq
 
     @property
     def durable_seq(self) -> int:
-        """Every mutation numbered up to this is durable (under the fsync policy)."""
-        return self._durable_seq
+        """Every record numbered up to this is durable (as far as the fsync policy goes)."""
+        return self._writer.durable_seq
 
     def on_durable(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(durable_seq)`` whenever ``durable_seq`` advances."""
-        self._listeners.append(listener)
+        self._writer.on_durable(listener)
 
     def sync(self) -> None:
         """The contract's sync: :meth:`commit`, ignoring its result."""
-        self.commit()
+        self._writer.commit()
 
     def commit(self) -> int:
         """Write staged mutations as one batch; fsync as the policy says.
@@ -386,69 +324,36 @@ class DiskStorage:
         ``batch`` only when ``batch_interval`` has passed since the last fsync.
 
         Returns:
-            ``durable_seq``: every mutation numbered up to it is durable.
+            ``durable_seq``: every record numbered up to it is durable.
         """
-        self._flush()
-        if self.policy is FsyncPolicy.BATCH and not self.sync_due():
-            return self._durable_seq
-        return self._commit()
+        return self._writer.commit()
 
     def sync_due(self) -> bool:
         """Whether the ``batch`` policy's time bound calls for an fsync now."""
-        waiting = self._durable_seq < self._staged_seq
-        return waiting and self._clock() - self._last_fsync >= self._batch_interval
+        return self._writer.sync_due()
 
     def sync_if_due(self) -> int:
         """Fsync if the ``batch`` time bound has passed (call it from a timer)."""
-        if self.sync_due():
-            self._flush()
-            return self._commit()
-        return self._durable_seq
-
-    def _flush(self) -> None:
-        if self._buf:
-            os.write(self._fd, self._buf)
-            self._bytes += len(self._buf)
-            self._written = self._size
-            self._buf = bytearray()
-
-    def _commit(self) -> int:
-        if self._durable_seq == self._staged_seq:
-            return self._durable_seq
-        if self._durable:
-            os.fsync(self._fd)
-            self._fsyncs += 1
-            self._last_fsync = self._clock()
-        self._durable_seq = self._staged_seq
-        for listener in self._listeners:
-            listener(self._durable_seq)
-        return self._durable_seq
+        return self._writer.force_commit() if self._writer.sync_due() else self.durable_seq
 
     # -- segments ------------------------------------------------------------
 
     def _roll(self) -> None:
         """Close the active segment (durably) and open the next one."""
-        if self._fd >= 0:
-            self._flush()
-            self._commit()
-            os.close(self._fd)
-        self._seq += 1
-        path = create_segment(
-            self.directory, self._state.segment_state(self._seq), durable=self._durable
-        )
-        self._reader.add_segment(self._seq, path)
-        self._paths[self._seq] = path
-        self._open_active(path, path.stat().st_size)
+        seq = self._writer.seq + 1
+        path = self._writer.roll(self._state.segment_state(seq))
+        self._reader.add_segment(seq, path)
+        self._paths[seq] = path
 
     def _reclaim(self) -> None:
         """Make the latest COMPACT/RESTORE durable, then remove segments it made dead."""
-        self._flush()
-        self._commit()
+        self._writer.force_commit()
         self._drop_dead_segments()
 
     def _drop_dead_segments(self) -> None:
         oldest = self._state.index.oldest_live_segment()
-        keep_from = self._seq if oldest is None else min(oldest, self._seq)
+        active = self._writer.seq
+        keep_from = active if oldest is None else min(oldest, active)
         dead = [seq for seq in self._paths if seq < keep_from]
         if not dead:
             return
@@ -466,11 +371,11 @@ class DiskStorage:
             segments=len(self._paths),
             first_index=self.first_index(),
             last_index=self.last_index(),
-            records_written=self._records,
-            bytes_written=self._bytes,
-            fsyncs=self._fsyncs,
-            staged_seq=self._staged_seq,
-            durable_seq=self._durable_seq,
+            records_written=self._writer.records,
+            bytes_written=self._writer.bytes_written,
+            fsyncs=self._writer.fsyncs,
+            staged_seq=self._writer.staged_seq,
+            durable_seq=self._writer.durable_seq,
             cached_entries=len(self._recent),
             disk_reads=self._reader.reads,
         )
@@ -480,11 +385,10 @@ class DiskStorage:
         if self._closed:
             return
         try:
-            self._flush()
-            self._commit()
+            self._writer.force_commit()
         finally:
             self._closed = True
-            os.close(self._fd)
+            self._writer.close()
             self._reader.close()
             os.close(self._lock_fd)
 
