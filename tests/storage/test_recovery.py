@@ -149,6 +149,23 @@ def test_missing_segment_is_corruption_even_with_repair_for_a_hole(tmp_path: Pat
         DiskStorage.open(tmp_path, repair=True)
 
 
+def test_interrupted_segment_cleanup_is_finished_on_open(tmp_path: Path) -> None:
+    with DiskStorage.open(tmp_path, segment_size=4096) as s:
+        for lo in range(1, 200, 10):
+            s.append(ents(lo, lo + 9, size=100))
+        oldest = list_segments(tmp_path)[0].path
+        kept = oldest.read_bytes()
+        s.create_snapshot(SnapshotMeta(I(150), Term(1)))
+        s.compact(I(150))
+    # as if the crash hit after the second-oldest segment was removed but not the oldest
+    oldest.write_bytes(kept)
+    assert list_segments(tmp_path)[1].seq > list_segments(tmp_path)[0].seq + 1
+    with DiskStorage.open(tmp_path) as s:
+        assert s.first_index() == 151
+        assert s.entries(I(151), I(200)) == ents(151, 199, size=100)
+    assert not oldest.exists()
+
+
 def test_compaction_removes_whole_segments(tmp_path: Path) -> None:
     with DiskStorage.open(tmp_path, segment_size=4096) as s:
         for lo in range(1, 200, 10):

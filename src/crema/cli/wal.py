@@ -65,6 +65,7 @@ def _summary(result: ScanResult) -> dict[str, Any]:
             }
             for seg in result.segments
         ],
+        "superseded_segments": [path.name for path in result.superseded],
         "torn_tail": _damage(result) if damage is not None and damage.torn else None,
         "corruption": _damage(result) if damage is not None and not damage.torn else None,
     }
@@ -91,6 +92,9 @@ def _scan(args: argparse.Namespace, *, deep: bool) -> tuple[ScanResult, dict[str
 
 
 def _print_damage(summary: dict[str, Any]) -> None:
+    if summary["superseded_segments"]:
+        names = ", ".join(summary["superseded_segments"])
+        print(f"superseded (removed on next open): {names}")
     if summary["torn_tail"]:
         t = summary["torn_tail"]
         print(f"torn tail: {t['path']} at offset {t['offset']}: {t['reason']}")

@@ -18,6 +18,7 @@ from crema.errors import CorruptLogError
 from crema.storage.record import FILE_HEADER_SIZE, PayloadError, RecordKind, decode_entries
 from crema.storage.segment import (
     BROKEN_SUFFIX,
+    TMP_SUFFIX,
     SegmentName,
     SegmentScan,
     fsync_dir,
@@ -73,6 +74,8 @@ class ScanResult:
     segments: list[SegmentReport] = field(default_factory=list)
     damage: Damage | None = None
     unscanned: list[SegmentName] = field(default_factory=list)
+    superseded: list[Path] = field(default_factory=list)
+    """Segments older than a gap in the sequence numbers (left by an interrupted cleanup)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,19 +134,22 @@ def scan_wal(directory: Path, *, deep: bool = False) -> ScanResult:
     """
     result = ScanResult(WalState())
     segments = list_segments(directory)
+    lost = ""
     for i, seg in enumerate(segments):
         if i > 0 and seg.seq != segments[i - 1].seq + 1:
-            missing = f"{segments[i - 1].seq + 1}..{seg.seq - 1}"
-            result.damage = Damage(seg.path, 0, f"segment(s) {missing} missing", torn=False)
-            result.unscanned = segments[i + 1 :]
-            return result
+            # Every segment opens with the full state, so replay restarts here; if
+            # the lost segments held live entries, the check below finds them missing.
+            lost = f" (segments {segments[i - 1].seq + 1}..{seg.seq - 1} are gone)"
+            superseded = result.superseded + [s.path for s in result.segments]
+            result = ScanResult(WalState(), superseded=superseded)
         if not _scan_segment(result, seg, i == len(segments) - 1, deep):
             result.unscanned = segments[i + 1 :]
             return result
     gap = result.state.index.missing()
-    if gap is not None and segments:
-        reason = f"entries {gap[0]}..{gap[1]} are missing (a segment was lost)"
-        result.damage = Damage(segments[0].path, 0, reason, torn=False, repairable=False)
+    if gap is not None and result.segments:
+        reason = f"entries {gap[0]}..{gap[1]} are missing{lost or ' (a segment was lost)'}"
+        first = result.segments[0].path
+        result.damage = Damage(first, 0, reason, torn=False, repairable=False)
     return result
 
 
@@ -207,3 +213,38 @@ def repair(result: ScanResult, *, durable: bool) -> RepairReport:
         [str(p) for p in quarantined],
     )
     return report
+
+
+def recover(
+    directory: Path, *, allow_repair: bool, durable: bool
+) -> tuple[ScanResult, RepairReport | None]:
+    """Bring ``directory`` to a state a WAL can be opened from, and replay it.
+
+    Removes leftover temporary files and superseded segments, truncates a
+    torn tail (with a warning) and, if allowed, repairs corruption.
+
+    Raises:
+        CorruptLogError: corruption that ``allow_repair`` does not permit (or
+            cannot) fix.
+    """
+    for name in os.listdir(directory):
+        if name.endswith(TMP_SUFFIX):
+            os.unlink(directory / name)
+    result = scan_wal(directory)
+    report = None
+    damage = result.damage
+    if damage is not None:
+        if damage.torn:
+            truncate_torn(damage, durable=durable)
+        elif allow_repair:
+            report = repair(result, durable=durable)
+            result = scan_wal(directory)
+            if result.damage is not None:
+                raise result.damage.error()
+        else:
+            raise damage.error()
+    for path in result.superseded:  # a cleanup interrupted by a crash: finish it
+        path.unlink()
+    if result.superseded and durable:
+        fsync_dir(directory)
+    return result, report

@@ -34,8 +34,8 @@ from crema.raft.types import ConfState, Entry, HardState, Index, SnapshotMeta, T
 from crema.storage import record
 from crema.storage.reader import RecentEntries, RecordReader
 from crema.storage.record import RecordKind
-from crema.storage.recovery import RepairReport, repair, scan_wal, truncate_torn
-from crema.storage.segment import TMP_SUFFIX, fsync_dir, lock_directory
+from crema.storage.recovery import RepairReport, recover
+from crema.storage.segment import fsync_dir, lock_directory
 from crema.storage.writer import FsyncPolicy, SegmentWriter
 
 DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024
@@ -141,22 +141,7 @@ class DiskStorage:
     # -- opening -------------------------------------------------------------
 
     def _recover(self, allow_repair: bool) -> RepairReport | None:
-        for name in os.listdir(self.directory):
-            if name.endswith(TMP_SUFFIX):
-                os.unlink(self.directory / name)
-        result = scan_wal(self.directory)
-        report = None
-        damage = result.damage
-        if damage is not None:
-            if damage.torn:
-                truncate_torn(damage, durable=self._durable)
-            elif allow_repair:
-                report = repair(result, durable=self._durable)
-                result = scan_wal(self.directory)
-                if result.damage is not None:
-                    raise result.damage.error()
-            else:
-                raise damage.error()
+        result, report = recover(self.directory, allow_repair=allow_repair, durable=self._durable)
         self._state = state = result.state
         segments = result.segments
         if segments and segments[-1].valid_end <= record.FILE_HEADER_SIZE:
