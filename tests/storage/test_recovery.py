@@ -172,7 +172,8 @@ def test_compaction_removes_whole_segments(tmp_path: Path) -> None:
             s.append(ents(lo, lo + 9, size=100))
         before = len(list_segments(tmp_path))
         s.create_snapshot(SnapshotMeta(I(150), Term(1)))
-        s.compact(I(140))
+        assert s.compact_to_snapshot(trailing=10) == 140
+        assert s.compact_to_snapshot(trailing=100) == 140  # never backwards
         after = len(list_segments(tmp_path))
         assert after < before
         assert s.stats().segments == after

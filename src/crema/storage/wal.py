@@ -270,6 +270,18 @@ class DiskStorage:
         self._recent.compact(index)
         self._reclaim()
 
+    def compact_to_snapshot(self, trailing: int = 0) -> Index:
+        """Compact up to the latest snapshot, keeping ``trailing`` entries before it.
+
+        Slightly lagging followers can then still be sent those entries
+        instead of a snapshot. Returns the new compaction index.
+        """
+        if trailing < 0:
+            raise ValueError(f"trailing must be >= 0, got {trailing}")
+        target = Index(max(self._state.snapshot.index - trailing, 0))
+        self.compact(target)
+        return Index(self._state.index.compact_index)
+
     def _write(self, kind: RecordKind, payload: bytes) -> None:
         """The one path of every mutation: apply to the state, then stage the record."""
         if self._closed:
