@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crema.errors import CorruptLogError, StorageError
+from crema.errors import ConfigError, CorruptLogError, StorageError
 from crema.raft.types import HardState, Index, NodeId, SnapshotMeta, Term
 from crema.storage import DiskStorage
 from crema.storage.segment import SegmentScan, list_segments
@@ -195,6 +195,16 @@ def test_bad_magic_and_leftover_temp_files(tmp_path: Path) -> None:
     with pytest.raises(CorruptLogError) as info:
         DiskStorage.open(tmp_path)
     assert info.value.offset == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("fsync", "sometimes"), ("segment_size", 100), ("cache_entries", 0), ("batch_interval", 0)],
+)
+def test_bad_options(tmp_path: Path, option: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        DiskStorage.open(tmp_path, **{option: value})  # type: ignore[arg-type]
+    assert info.value.field == option
 
 
 def test_second_open_of_the_same_directory_is_refused(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from crema.errors import CompactedError, EntryUnavailableError, StorageError
+from crema.errors import CompactedError, ConfigError, EntryUnavailableError, StorageError
 from crema.raft.types import ConfState, Entry, HardState, Index, SnapshotMeta, Term
 from crema.storage import record
 from crema.storage.reader import RecentEntries, RecordReader
@@ -83,9 +83,16 @@ class DiskStorage:
     ) -> None:
         """Open (creating if needed) the WAL in ``directory``; see :meth:`open`."""
         self.directory = Path(directory)
-        self.policy = FsyncPolicy(fsync)
-        if segment_size < 4096 or cache_entries < 1 or batch_interval <= 0:
-            raise ValueError("segment_size >= 4096, cache_entries >= 1, batch_interval > 0")
+        try:
+            self.policy = FsyncPolicy(fsync)
+        except ValueError as exc:
+            raise ConfigError("fsync", f"expected always, batch or never, got {fsync!r}") from exc
+        if segment_size < 4096:
+            raise ConfigError("segment_size", f"must be >= 4096, got {segment_size}")
+        if cache_entries < 1:
+            raise ConfigError("cache_entries", f"must be >= 1, got {cache_entries}")
+        if not batch_interval > 0:
+            raise ConfigError("batch_interval", f"must be positive, got {batch_interval}")
         self._durable = self.policy is not FsyncPolicy.NEVER
         self._segment_size = segment_size
         self._cache_entries = cache_entries
@@ -96,6 +103,7 @@ class DiskStorage:
         try:
             self.repair_report = self._recover(repair)
         except BaseException:
+            self._writer.close()
             self._reader.close()
             os.close(self._lock_fd)
             raise
@@ -127,6 +135,7 @@ class DiskStorage:
             CorruptLogError: a checksum failed before the tail (and ``repair`` is false),
                 or entries are missing.
             StorageError: another process has the directory open.
+            ConfigError: an option is out of range.
         """
         return cls(
             directory,
