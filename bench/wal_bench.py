@@ -63,38 +63,48 @@ def make_batches(batch: int, count: int) -> list[Batch]:
     ]
 
 
-def run(write: Writer, batches: list[Batch]) -> Result:
-    latencies = []
-    clock = time.perf_counter
-    start = clock()
-    for batch in batches:
-        t = clock()
-        write(batch)
-        latencies.append(clock() - t)
-    elapsed = clock() - start
-    latencies.sort()
-    n = len(latencies)
-    return Result(
-        records_per_s=sum(map(len, batches)) / elapsed,
-        p50_ms=statistics.median(latencies) * 1e3,
-        p99_ms=latencies[min(n - 1, int(n * 0.99))] * 1e3,
-    )
+class Timings:
+    """Per-batch latencies and total time of one store."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.elapsed = 0.0
+        self.records = 0
+
+    def run(self, write: Writer, batches: list[Batch]) -> None:
+        clock = time.perf_counter
+        start = clock()
+        for batch in batches:
+            t = clock()
+            write(batch)
+            self.latencies.append(clock() - t)
+        self.elapsed += clock() - start
+        self.records += sum(map(len, batches))
+
+    def result(self) -> Result:
+        latencies = sorted(self.latencies)
+        n = len(latencies)
+        return Result(
+            records_per_s=self.records / self.elapsed,
+            p50_ms=statistics.median(latencies) * 1e3,
+            p99_ms=latencies[min(n - 1, int(n * 0.99))] * 1e3,
+        )
 
 
-def bench_crema(directory: Path, batches: list[Batch]) -> Result:
-    wal = DiskStorage.open(directory, fsync="always")
+Opened = tuple[Writer, Callable[[], None]]  # write one batch durably, close
+
+
+def open_crema(directory: Path, fsync: str = "always") -> Opened:
+    wal = DiskStorage.open(directory, fsync=fsync)
 
     def write(batch: Batch) -> None:
         wal.append(batch)
         wal.commit()
 
-    try:
-        return run(write, batches)
-    finally:
-        wal.close()
+    return write, wal.close
 
 
-def bench_lmdb(directory: Path, batches: list[Batch]) -> Result:
+def open_lmdb(directory: Path) -> Opened:
     env = lmdb.open(str(directory), map_size=1 << 34, sync=True, metasync=True)
     pack = VALUE_HEAD.pack
 
@@ -104,13 +114,10 @@ def bench_lmdb(directory: Path, batches: list[Batch]) -> Result:
                 [(e.index.to_bytes(8, "big"), pack(e.term, e.type) + e.data) for e in batch]
             )
 
-    try:
-        return run(write, batches)
-    finally:
-        env.close()
+    return write, env.close
 
 
-def bench_sqlite(directory: Path, batches: list[Batch]) -> Result:
+def open_sqlite(directory: Path) -> Opened:
     directory.mkdir()
     conn = sqlite3.connect(directory / "log.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -125,10 +132,38 @@ def bench_sqlite(directory: Path, batches: list[Batch]) -> Result:
         conn.executemany(sql, [(e.index, e.term, int(e.type), e.data) for e in batch])
         conn.execute("COMMIT")
 
+    return write, conn.close
+
+
+STORES: dict[str, Callable[[Path], Opened]] = {
+    "crema": open_crema,
+    "lmdb": open_lmdb,
+    "sqlite": open_sqlite,
+    "crema-cpu": lambda d: open_crema(d, fsync="never"),
+}
+
+
+def bench_batch_size(root: Path, batches: list[Batch], rounds: int = 8) -> dict[str, Result]:
+    """Every store writes the same batches; they take turns, a slice per round.
+
+    Taking turns gives each store the same share of whatever else the machine
+    and its disk are doing, so the ratios are fair even when absolute figures
+    drift.
+    """
+    root.mkdir(parents=True)
+    opened = {name: opener(root / name) for name, opener in STORES.items()}
+    timings = {name: Timings() for name in STORES}
+    names = list(STORES)
+    step = max(1, len(batches) // rounds)
     try:
-        return run(write, batches)
+        for r, lo in enumerate(range(0, len(batches), step)):
+            chunk = batches[lo : lo + step]
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                timings[name].run(opened[name][0], chunk)
     finally:
-        conn.close()
+        for _, close in opened.values():
+            close()
+    return {name: t.result() for name, t in timings.items()}
 
 
 def fsync_latency(directory: Path, samples: int = 200) -> tuple[float, float]:
@@ -168,20 +203,6 @@ def reopen_time(directory: Path, entries: int, batch: int, repeats: int) -> tupl
         assert wal.last_index() == entries
         wal.close()
     return best, build_rate
-
-
-def cpu_only_rate(directory: Path, batches: list[Batch]) -> float:
-    """Records/s of append + commit with fsync ``never``: the cost of the Python side."""
-    wal = DiskStorage.open(directory, fsync="never")
-
-    def write(batch: Batch) -> None:
-        wal.append(batch)
-        wal.commit()
-
-    try:
-        return run(write, batches).records_per_s
-    finally:
-        wal.close()
 
 
 def machine() -> str:
@@ -228,10 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         for size in BATCH_SIZES:
             count = max(20, args.batches if size < 1000 else args.batches // 2)
             batches = make_batches(size, count)
-            c = bench_crema(root / f"crema-{size}", batches)
-            m = bench_lmdb(root / f"lmdb-{size}", batches)
-            s = bench_sqlite(root / f"sqlite-{size}", batches)
-            cpu = cpu_only_rate(root / f"cpu-{size}", batches)
+            results = bench_batch_size(root / f"batch-{size}", batches)
+            c, m, s = results["crema"], results["lmdb"], results["sqlite"]
+            cpu = results["crema-cpu"].records_per_s
             say(
                 f"| {size} | {c.records_per_s:,.0f} | {c.p50_ms:.2f} | {c.p99_ms:.2f} "
                 f"| {m.records_per_s:,.0f} | {m.p50_ms:.2f} "

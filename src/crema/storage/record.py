@@ -57,6 +57,7 @@ MAX_PAYLOAD = 256 * 1024 * 1024
 """Upper bound on a payload length read from disk (checked before allocating)."""
 
 _ENTRIES_HEAD = struct.Struct("<QI")  # first index, count
+_ONE_ENTRY = struct.Struct("<QIQBI")  # the same layout for a single entry
 _HARD_STATE = struct.Struct("<QqQ")  # term, vote (-1: none), commit
 _COMPACT = struct.Struct("<QQ")  # index, term
 _TYPES = tuple(EntryType)
@@ -137,6 +138,9 @@ def header_ok(data: bytes | memoryview, offset: int) -> bool:
 def encode_entries(entries: list[Entry]) -> bytes:
     """Column-wise payload of a batch of consecutive entries."""
     n = len(entries)
+    if n == 1:  # the common case of a lightly loaded leader
+        e = entries[0]
+        return _ONE_ENTRY.pack(e.index, 1, e.term, e.type, len(e.data)) + e.data
     head = _ENTRIES_HEAD.pack(entries[0].index, n)
     terms = struct.pack(f"<{n}Q", *[e.term for e in entries])
     types = bytes([e.type for e in entries])
