@@ -15,15 +15,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from crema import __version__
+from crema.cli import wal
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 Handler = Callable[[argparse.Namespace], int]
-
-# sub-command modules import the exit codes above, so they come after them
-from crema.cli import wal  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

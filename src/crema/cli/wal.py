@@ -21,8 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crema.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crema.storage.recovery import ScanResult, scan_wal
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
