@@ -76,6 +76,7 @@ class SnapshotReader:
             raise SnapshotError(f"{path}: no such snapshot file", path) from exc
         except OSError as exc:
             raise SnapshotError(f"{path}: cannot open: {exc.strerror}", path) from exc
+        reader: SnapshotReader | None = None
         try:
             size = os.fstat(fd).st_size
             if size < MIN_FILE_SIZE:
@@ -83,11 +84,13 @@ class SnapshotReader:
             header = decode_header(os.pread(fd, HEADER_SIZE, 0))
             reader = cls(path, fd, header, size, 0)
             reader.entry_count = reader._read_entry_count()
-        except FormatError as exc:
-            os.close(fd)
-            raise SnapshotCorruptedError(path, exc.reason) from None
-        except OSError as exc:
-            os.close(fd)
+        except (FormatError, OSError) as exc:
+            if reader is not None:
+                reader.close()
+            else:
+                os.close(fd)
+            if isinstance(exc, FormatError):
+                raise SnapshotCorruptedError(path, exc.reason) from None
             raise SnapshotError(f"{path}: cannot read: {exc}", path) from exc
         return reader
 
@@ -238,8 +241,7 @@ class SnapshotReader:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            os.close(self._fd)
+        self.close()
 
 
 class _ErrorTranslator:
