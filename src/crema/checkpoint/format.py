@@ -282,8 +282,17 @@ class BodyDecoder:
         self.entry_count: int | None = None
         self.entries_seen = 0
 
-    def feed(self, data: bytes, *, build: bool = True) -> list[SnapshotEntry]:
-        """Add ``data``; return the entries completed by it (empty if ``build`` is False).
+    def feed(
+        self, data: bytes, *, build: bool = True, live_after_ms: int | None = None
+    ) -> list[SnapshotEntry]:
+        """Add ``data``; return the entries completed by it.
+
+        Args:
+            data: the next bytes of the plain body.
+            build: when False, only check the structure and return nothing
+                (cheaper: no entry objects are made).
+            live_after_ms: when given, leave out entries whose expiry is at
+                or before this Unix ms time (they are still checked).
 
         Raises:
             FormatError: a length field runs past the known body size, or
@@ -300,41 +309,64 @@ class BodyDecoder:
                 return []
             (self.entry_count,) = COUNT.unpack_from(self._buf)
             self._pos = COUNT.size
-        return self._parse(build)
+        out: list[SnapshotEntry] = []
+        if build:
+            self._parse(out, -1 if live_after_ms is None else live_after_ms)
+        else:
+            self._walk()
+        if self.entries_seen == self.entry_count and self._pos < len(self._buf):
+            raise FormatError(f"{len(self._buf) - self._pos} trailing bytes after the last entry")
+        return out
 
-    def _parse(self, build: bool) -> list[SnapshotEntry]:
+    def _parse(self, out: list[SnapshotEntry], live_after_ms: int) -> None:
+        # The hot loop of every restore: locals only, one tuple per entry.
         buf, pos, end = self._buf, self._pos, len(self._buf)
         assert self.entry_count is not None
         remaining = self.entry_count - self.entries_seen
-        out: list[SnapshotEntry] = []
         append = out.append
         unpack32, unpack64 = U32.unpack_from, U64.unpack_from
-        new = tuple.__new__
-        cls = SnapshotEntry
+        new, cls = tuple.__new__, SnapshotEntry
         seen = 0
         while seen < remaining and pos + 4 <= end:
             (klen,) = unpack32(buf, pos)
-            kstart = pos + 4
-            kend = kstart + klen
+            kend = pos + 4 + klen
             if kend + 4 > end:
-                self._check_fits(kend + 4 + 8)
+                self._check_fits(kend + 12)
                 break
             (vlen,) = unpack32(buf, kend)
-            vstart = kend + 4
-            vend = vstart + vlen
+            vend = kend + 4 + vlen
             if vend + 8 > end:
                 self._check_fits(vend + 8)
                 break
-            if build:
-                (expiry,) = unpack64(buf, vend)
-                append(new(cls, (buf[kstart:kend], buf[vstart:vend], expiry or None)))
+            (expiry,) = unpack64(buf, vend)
+            if expiry == 0:
+                append(new(cls, (buf[pos + 4 : kend], buf[kend + 4 : vend], None)))
+            elif expiry > live_after_ms:
+                append(new(cls, (buf[pos + 4 : kend], buf[kend + 4 : vend], expiry)))
             pos = vend + 8
             seen += 1
         self._pos = pos
         self.entries_seen += seen
-        if self.entries_seen == self.entry_count and pos < end:
-            raise FormatError(f"{end - pos} trailing bytes after the last entry")
-        return out
+
+    def _walk(self) -> None:
+        buf, pos, end = self._buf, self._pos, len(self._buf)
+        assert self.entry_count is not None
+        remaining = self.entry_count - self.entries_seen
+        unpack32 = U32.unpack_from
+        seen = 0
+        while seen < remaining and pos + 4 <= end:
+            kend = pos + 4 + unpack32(buf, pos)[0]
+            if kend + 4 > end:
+                self._check_fits(kend + 12)
+                break
+            vend = kend + 4 + unpack32(buf, kend)[0]
+            if vend + 8 > end:
+                self._check_fits(vend + 8)
+                break
+            pos = vend + 8
+            seen += 1
+        self._pos = pos
+        self.entries_seen += seen
 
     def _check_fits(self, needed_in_buf: int) -> None:
         if self._body_size is not None and self._consumed + needed_in_buf > self._body_size:

@@ -19,7 +19,7 @@ from typing import Protocol
 from crema.checkpoint.format import Now, SnapshotEntry, SnapshotMetadata, now_to_ms
 from crema.checkpoint.info import SnapshotInfo
 from crema.checkpoint.reader import SnapshotReader
-from crema.checkpoint.writer import TEMP_SUFFIX, SnapshotWriter, fsync_directory
+from crema.checkpoint.writer import TEMP_SUFFIX, EntryLike, SnapshotWriter, fsync_directory
 from crema.config import CheckpointConfig
 from crema.errors import (
     ConfigError,
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 SNAPSHOT_SUFFIX = ".snap"
 BROKEN_SUFFIX = ".broken"
 _NAME = re.compile(r"^snapshot-([0-9a-f]{16})-([0-9a-f]{16})\.snap$")
-
-EntryLike = SnapshotEntry | tuple[bytes | str, bytes | str, int | datetime | None]
 
 
 class RestoreTarget(Protocol):
@@ -56,6 +54,27 @@ def parse_snapshot_name(name: str) -> tuple[int, int] | None:
     if match is None:
         return None
     return int(match.group(1), 16), int(match.group(2), 16)
+
+
+def snapshot_paths(directory: Path) -> list[Path]:
+    """The ``*.snap`` files in ``directory``, in no particular order."""
+    try:
+        return [p for p in directory.iterdir() if p.name.endswith(SNAPSHOT_SUFFIX)]
+    except OSError as exc:
+        raise SnapshotError(f"cannot list {directory}: {exc}", directory) from exc
+
+
+def list_snapshots(directory: Path) -> list[SnapshotInfo]:
+    """Readable snapshots in ``directory``, oldest to newest by (index, term); reads only."""
+    infos: list[SnapshotInfo] = []
+    for path in snapshot_paths(directory):
+        try:
+            with SnapshotReader.open(path) as reader:
+                infos.append(reader.info())
+        except SnapshotError as exc:
+            log.debug("not listing %s: %s", path, exc)
+    infos.sort(key=lambda info: (info.metadata.index, info.metadata.term, info.path.name))
+    return infos
 
 
 class CheckpointManager:
@@ -97,10 +116,7 @@ class CheckpointManager:
     # -- listing ------------------------------------------------------------
 
     def _snapshot_paths(self) -> list[Path]:
-        try:
-            return [p for p in self.directory.iterdir() if p.name.endswith(SNAPSHOT_SUFFIX)]
-        except OSError as exc:
-            raise SnapshotError(f"cannot list {self.directory}: {exc}", self.directory) from exc
+        return snapshot_paths(self.directory)
 
     def list_snapshots(self) -> list[SnapshotInfo]:
         """Snapshots whose header and entry count can be read, oldest to newest.
@@ -108,15 +124,7 @@ class CheckpointManager:
         Ordered by (index, term), so ``[-1]`` is the latest. The CRC is not
         checked; unreadable files are left out (see :meth:`verify_snapshot`).
         """
-        infos: list[SnapshotInfo] = []
-        for path in self._snapshot_paths():
-            try:
-                with SnapshotReader.open(path) as reader:
-                    infos.append(reader.info())
-            except SnapshotError as exc:
-                log.debug("not listing %s: %s", path, exc)
-        infos.sort(key=lambda info: (info.metadata.index, info.metadata.term, info.path.name))
-        return infos
+        return list_snapshots(self.directory)
 
     def latest_snapshot(self) -> SnapshotInfo | None:
         """The newest listed snapshot, or None."""
@@ -150,9 +158,7 @@ class CheckpointManager:
         """
         path = self.directory / snapshot_name(metadata.index, metadata.term)
         with SnapshotWriter(path, metadata, compression=self.config.compression) as writer:
-            write = writer.write_entry
-            for key, value, expiry in entries:
-                write(key, value, expiry)
+            writer.write_entries(entries)
         info = writer.finish()
         self._apply_retention()
         return info
@@ -202,7 +208,7 @@ class CheckpointManager:
             try:
                 with SnapshotReader.open(path) as reader:
                     reader.verify()
-                    live = [e for e in reader.entries() if not _expired(e, now_ms)]
+                    live = list(reader.entries(live_at=now_ms))
                     return reader.info(), live
             except SnapshotCorruptedError as exc:
                 self._quarantine(path, exc.reason)
@@ -247,7 +253,7 @@ class CheckpointManager:
         now_ms = _now_ms(now)
         with SnapshotReader.open(path) as reader:
             reader.verify()
-            destination.restore_entries(e for e in reader.entries() if not _expired(e, now_ms))
+            destination.restore_entries(reader.entries(live_at=now_ms))
             return reader.info()
 
 
@@ -255,7 +261,3 @@ def _now_ms(now: Now | None) -> int:
     if now is None:
         now = datetime.now().astimezone()
     return now_to_ms(now)
-
-
-def _expired(entry: SnapshotEntry, now_ms: int) -> bool:
-    return entry.expiry_ms is not None and entry.expiry_ms <= now_ms

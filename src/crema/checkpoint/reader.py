@@ -26,9 +26,11 @@ from crema.checkpoint.format import (
     BodyDecoder,
     FormatError,
     Header,
+    Now,
     SnapshotEntry,
     SnapshotMetadata,
     decode_header,
+    now_to_ms,
 )
 from crema.checkpoint.info import SnapshotInfo
 from crema.errors import SnapshotCorruptedError, SnapshotError
@@ -127,8 +129,15 @@ class SnapshotReader:
                 decoder.feed(chunk, build=False)
             decoder.finish()
 
-    def entries(self, progress: Progress | None = None) -> Iterator[SnapshotEntry]:
+    def entries(
+        self, progress: Progress | None = None, *, live_at: Now | None = None
+    ) -> Iterator[SnapshotEntry]:
         """Yield the entries in file order, after checking the CRC of the whole file.
+
+        Args:
+            progress: called as bytes are processed.
+            live_at: when given (aware datetime or Unix ms), leave out entries
+                whose expiry is at or before it.
 
         Raises:
             SnapshotCorruptedError: the CRC or the structure is wrong (the CRC
@@ -138,9 +147,19 @@ class SnapshotReader:
         with self._translate_errors():
             self._check_crc(progress)
             decoder = BodyDecoder(self._plain_size_hint())
+            live_after = None if live_at is None else now_to_ms(live_at)
             for chunk in self._plain_chunks(progress):
-                yield from decoder.feed(chunk)
+                yield from decoder.feed(chunk, live_after_ms=live_after)
             decoder.finish()
+
+    def plain_body_size(self, progress: Progress | None = None) -> int:
+        """Size of the body once decompressed (streams through LZ4 without decoding).
+
+        Raises:
+            SnapshotCorruptedError: the LZ4 stream is malformed.
+        """
+        with self._translate_errors():
+            return sum(len(chunk) for chunk in self._plain_chunks(progress))
 
     def _translate_errors(self) -> _ErrorTranslator:
         return _ErrorTranslator(self.path)

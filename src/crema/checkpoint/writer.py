@@ -20,6 +20,7 @@ import contextlib
 import os
 import tempfile
 import zlib
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +34,7 @@ from crema.checkpoint.format import (
     MAX_U64,
     U32,
     U64,
+    SnapshotEntry,
     SnapshotMetadata,
     crc32_combine,
     encode_header,
@@ -45,6 +47,9 @@ from crema.errors import SnapshotError
 DEFAULT_CHUNK_SIZE = 1 << 20
 TEMP_SUFFIX = ".tmp"
 _COUNT_FRAME_SIZE = len(lz4.frame.compress(bytes(8)))
+
+EntryLike = SnapshotEntry | tuple[bytes | str, bytes | str, int | datetime | None]
+"""What a writer accepts: a ``SnapshotEntry`` or a ``(key, value, expiry)`` tuple."""
 
 
 def fsync_directory(directory: Path) -> None:
@@ -136,6 +141,43 @@ class SnapshotWriter:
         self._buffered += len(k) + len(v) + 16
         if self._buffered >= self._chunk_size:
             self._flush_chunk()
+
+    def write_entries(self, entries: Iterable[EntryLike]) -> None:
+        """Append many entries: ``SnapshotEntry`` objects or ``(key, value, expiry)`` tuples.
+
+        Same rules as :meth:`write_entry`, with a faster loop for the common
+        case of bytes keys and values and int-or-None expiries.
+        """
+        if self._closed:
+            raise SnapshotError("write_entries() on a finished or aborted writer", self.path)
+        parts = self._parts
+        extend = parts.extend
+        pack32, pack64 = U32.pack, U64.pack
+        limit = self._chunk_size
+        buffered = self._buffered
+        count = 0
+        for k, v, e in entries:
+            if type(k) is bytes and type(v) is bytes and len(k) <= MAX_U32 >= len(v):
+                key, value = k, v
+            else:
+                key, value = to_bytes("key", k), to_bytes("value", v)
+            if e is None:
+                expiry = 0
+            elif type(e) is int and 0 <= e <= MAX_U64:
+                expiry = e
+            else:
+                expiry = expiry_to_ms(e)
+            klen, vlen = len(key), len(value)
+            extend((pack32(klen), key, pack32(vlen), value, pack64(expiry)))
+            count += 1
+            buffered += klen + vlen + 16
+            if buffered >= limit:
+                self._count += count
+                count = 0
+                self._flush_chunk()
+                buffered = 0
+        self._count += count
+        self._buffered = buffered
 
     def _flush_chunk(self) -> None:
         data = b"".join(self._parts)
