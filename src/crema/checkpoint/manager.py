@@ -208,7 +208,7 @@ class CheckpointManager:
             try:
                 with SnapshotReader.open(path) as reader:
                     # entries() checks the CRC first; decoding it all checks the structure.
-                    live = list(reader.entries(live_at=now_ms))
+                    live = reader.read_all(live_at=now_ms)
                     return reader.info(), live
             except SnapshotCorruptedError as exc:
                 self._quarantine(path, exc.reason)
@@ -254,7 +254,7 @@ class CheckpointManager:
         with SnapshotReader.open(path) as reader:
             # Decode everything (CRC first, then the full structure) before the
             # target sees a single entry: one pass instead of verify-then-read.
-            live = list(reader.entries(live_at=now_ms))
+            live = reader.read_all(live_at=now_ms)
             info = reader.info()
         destination.restore_entries(live)
         return info
