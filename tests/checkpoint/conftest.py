@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from crema.checkpoint import SnapshotMetadata, SnapshotWriter
+from crema.checkpoint import format as fmt
 
 NOW_MS = 1_790_000_000_000  # a fixed "now" for TTL tests: 2026-09-21
 
@@ -40,3 +41,14 @@ def small_entries() -> list[tuple[bytes, bytes, int | None]]:
         (b"session:10", b"token-10", NOW_MS + 60_000),
         (b"", b"", None),
     ]
+
+
+@pytest.fixture(autouse=True, params=["accelerated", "pure-python"])
+def codec_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run every checkpoint test on both codec paths: the C accelerator and pure Python."""
+    if request.param == "accelerated":
+        if not fmt.accelerated():
+            pytest.skip("the C accelerator is not built")
+    else:
+        monkeypatch.setattr(fmt, "_accel", None)
+    return str(request.param)

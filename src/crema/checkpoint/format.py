@@ -29,6 +29,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 from typing import NamedTuple
 
 MAGIC = b"MCRS"
@@ -48,6 +49,17 @@ MAX_U64 = 0xFFFF_FFFF_FFFF_FFFF
 ENTRY_OVERHEAD = 4 + 4 + 8  # key_len, value_len, expiry
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_accel: ModuleType | None
+try:  # the optional C inner loops (src/crema/checkpoint/_mcrs.c); same results, faster
+    from crema.checkpoint import _mcrs as _accel
+except ImportError:  # pragma: no cover - depends on the build
+    _accel = None
+
+
+def accelerated() -> bool:
+    """Whether the C accelerator of the body codec is in use."""
+    return _accel is not None
 
 
 class FormatError(ValueError):
@@ -267,6 +279,16 @@ def encode_entry(key: bytes, value: bytes, expiry_ms: int) -> bytes:
     return b"".join((U32.pack(len(key)), key, U32.pack(len(value)), value, U64.pack(expiry_ms)))
 
 
+def encode_batch(items: list[object]) -> bytes | None:
+    """Encode many ``(bytes, bytes, int | None)`` tuples at once with the accelerator.
+
+    Returns None when the accelerator is not built or an item has another
+    shape; the caller then takes the pure-Python path, which normalises or
+    rejects it.
+    """
+    return None if _accel is None else _accel.encode(items)
+
+
 class BodyDecoder:
     """Incremental decoder of a plain body: feed bytes, get entries.
 
@@ -310,12 +332,31 @@ class BodyDecoder:
             (self.entry_count,) = COUNT.unpack_from(self._buf)
             self._pos = COUNT.size
         out: list[SnapshotEntry] = []
-        if build:
-            self._parse(out, -1 if live_after_ms is None else live_after_ms)
+        live_after = -1 if live_after_ms is None else live_after_ms
+        if _accel is not None:
+            out = self._run_accelerated(build, live_after)
+        elif build:
+            self._parse(out, live_after)
         else:
             self._walk()
         if self.entries_seen == self.entry_count and self._pos < len(self._buf):
             raise FormatError(f"{len(self._buf) - self._pos} trailing bytes after the last entry")
+        return out
+
+    def _run_accelerated(self, build: bool, live_after: int) -> list[SnapshotEntry]:
+        assert _accel is not None and self.entry_count is not None
+        remaining = self.entry_count - self.entries_seen
+        out: list[SnapshotEntry] = []
+        if build:
+            out, pos, seen, need = _accel.parse(
+                self._buf, self._pos, remaining, live_after, SnapshotEntry
+            )
+        else:
+            pos, seen, need = _accel.walk(self._buf, self._pos, remaining)
+        self._pos = pos
+        self.entries_seen += seen
+        if need:
+            self._check_fits(need)
         return out
 
     def _parse(self, out: list[SnapshotEntry], live_after_ms: int) -> None:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from crema.checkpoint.format import Now, SnapshotEntry, SnapshotMetadata, now_to_ms
 from crema.checkpoint.info import SnapshotInfo
-from crema.checkpoint.reader import SnapshotReader
+from crema.checkpoint.reader import SnapshotReader, gc_paused
 from crema.checkpoint.writer import TEMP_SUFFIX, EntryLike, SnapshotWriter, fsync_directory
 from crema.config import CheckpointConfig
 from crema.errors import (
@@ -256,7 +256,8 @@ class CheckpointManager:
             # target sees a single entry: one pass instead of verify-then-read.
             live = reader.read_all(live_at=now_ms)
             info = reader.info()
-        destination.restore_entries(live)
+        with gc_paused():  # the target builds as many objects as the file holds
+            destination.restore_entries(live)
         return info
 
 

@@ -20,8 +20,9 @@ import contextlib
 import os
 import tempfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 
@@ -36,7 +37,9 @@ from crema.checkpoint.format import (
     U64,
     SnapshotEntry,
     SnapshotMetadata,
+    accelerated,
     crc32_combine,
+    encode_batch,
     encode_header,
     expiry_to_ms,
     to_bytes,
@@ -47,6 +50,7 @@ from crema.errors import SnapshotError
 DEFAULT_CHUNK_SIZE = 1 << 20
 TEMP_SUFFIX = ".tmp"
 _COUNT_FRAME_SIZE = len(lz4.frame.compress(bytes(8)))
+_BATCH = 1024  # entries encoded per call of the accelerator
 
 EntryLike = SnapshotEntry | tuple[bytes | str, bytes | str, int | datetime | None]
 """What a writer accepts: a ``SnapshotEntry`` or a ``(key, value, expiry)`` tuple."""
@@ -150,6 +154,25 @@ class SnapshotWriter:
         """
         if self._closed:
             raise SnapshotError("write_entries() on a finished or aborted writer", self.path)
+        if accelerated():
+            self._write_batches(iter(entries))
+        else:
+            self._write_python(entries)
+
+    def _write_batches(self, entries: Iterator[EntryLike]) -> None:
+        """Encode batches in C; a batch with an unusual item takes the Python path."""
+        while batch := list(islice(entries, _BATCH)):
+            data = encode_batch(batch)  # type: ignore[arg-type]
+            if data is None:
+                self._write_python(batch)
+                continue
+            self._parts.append(data)
+            self._count += len(batch)
+            self._buffered += len(data)
+            if self._buffered >= self._chunk_size:
+                self._flush_chunk()
+
+    def _write_python(self, entries: Iterable[EntryLike]) -> None:
         parts = self._parts
         extend = parts.extend
         pack32, pack64 = U32.pack, U64.pack
