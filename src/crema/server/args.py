@@ -23,11 +23,13 @@ from crema.errors import CommandError
 __all__ = [
     "LLONG_MAX",
     "LLONG_MIN",
+    "ULONG_MAX",
     "Condition",
     "ExpireCondition",
     "ExpiryKind",
     "ScanOptions",
     "SetOptions",
+    "check_arity",
     "expire_time_error",
     "parse_expire_options",
     "parse_expire_time",
@@ -89,6 +91,22 @@ def wrong_arity(name: str) -> CommandError:
             for a subcommand), as Redis prints its ``fullname``.
     """
     return CommandError(f"wrong number of arguments for '{name}' command")
+
+
+def check_arity(name: str, arity: int, argc: int) -> None:
+    """Check a command's argument count the way Redis's command table does.
+
+    Args:
+        name: the canonical lower-case name, for the error.
+        arity: Redis arity: ``n`` means exactly ``n`` arguments (the name
+            included), ``-n`` at least ``n``.
+        argc: the number of arguments received, the name included.
+
+    Raises:
+        CommandError: ``ERR wrong number of arguments for '<name>' command``.
+    """
+    if (arity > 0 and argc != arity) or argc < -arity:
+        raise wrong_arity(name)
 
 
 def unknown_command(args: Sequence[bytes]) -> CommandError:
