@@ -180,7 +180,18 @@ def parse_float(raw: bytes, message: str = _NOT_FLOAT) -> float:
         raise CommandError(message)
     if math.isinf(value) and b"inf" not in raw.lower():
         raise CommandError(message)  # ERANGE overflow
+    if value == 0.0 and _underflows(raw):
+        raise CommandError(message)  # ERANGE underflow to zero
     return value
+
+
+def _underflows(raw: bytes) -> bool:
+    """Whether a literal that parsed as 0.0 has a non-zero mantissa."""
+    text = raw.lower().lstrip(b"+-")
+    if text.startswith(b"0x"):
+        mantissa = text[2:].split(b"p")[0]
+        return any(c not in b"0." for c in mantissa)
+    return any(c not in b"0." for c in text.split(b"e")[0])
 
 
 # --------------------------------------------------------------------------
