@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Sequence
 
 import pytest
@@ -209,3 +211,15 @@ def test_large_pipelines_compact_the_buffer() -> None:
             count += 1
         assert count == 100
     assert parser.buffered == 0
+
+
+def test_works_without_hiredis_installed() -> None:
+    code = (
+        "import sys; sys.modules['hiredis'] = None\n"
+        "from crema.server.resp import HIREDIS_AVAILABLE, RequestParser\n"
+        "assert not HIREDIS_AVAILABLE\n"
+        "p = RequestParser(); assert not p.uses_hiredis\n"
+        "p.feed(b'*1\\r\\n$4\\r\\nPING\\r\\nECHO x\\r\\n')\n"
+        "assert p.next_command() == [b'PING'] and p.next_command() == [b'ECHO', b'x']\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

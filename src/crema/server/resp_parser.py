@@ -34,6 +34,7 @@ Redis would.
 from __future__ import annotations
 
 import re
+from collections import deque
 from typing import Any
 
 from crema.errors import ConfigError, ProtocolError
@@ -68,7 +69,6 @@ _LONG_MAX = 2**63 - 1
 _HIREDIS_GATE = re.compile(rb"[*~>|%][0-9-]{6}")
 # Redis string2ll: optional '-', no leading zeros, no '+', no spaces.
 _LL_RE = re.compile(rb"(?:0|-?[1-9][0-9]{0,18})\Z")
-_DIGITS = [len(str(n)) for n in range(10)]  # width of a length < 10
 
 
 def _string2ll(raw: bytes | bytearray) -> int | None:
@@ -118,9 +118,11 @@ class RequestParser:
         "_max_inline",
         "_max_multibulk",
         "_multibulk",
+        "_overhead",
         "_pos",
         "_pure_until",
         "_reader",
+        "_ready",
         "_use_hiredis",
     )
 
@@ -154,6 +156,9 @@ class RequestParser:
         self._bulklen = -1  # length of the bulk being read, -1 if unknown
         self._args: list[bytes] = []
         self._error: ProtocolError | None = None
+        self._ready: deque[list[bytes]] = deque()  # read by hiredis, not yet returned
+        # header bytes around a bulk of each small size: "$" digits CRLF ... CRLF
+        self._overhead = [5 + len(str(size)) for size in range(min(4096, max_bulk_len + 1))]
 
     @property
     def uses_hiredis(self) -> bool:
@@ -163,7 +168,9 @@ class RequestParser:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as commands."""
-        return len(self._buf) - self._pos + sum(len(a) for a in self._args)
+        held = sum(len(a) for a in self._args)
+        held += sum(len(a) for command in self._ready for a in command)
+        return len(self._buf) - self._pos + held
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes. An empty ``data`` is ignored.
@@ -186,7 +193,7 @@ class RequestParser:
             self._pos = 0
         self._buf += data
 
-    def next_command(self) -> list[bytes] | None:
+    def next_command(self) -> list[bytes] | None:  # noqa: PLR0911
         """Return the next complete command, or None until more bytes arrive.
 
         Returns:
@@ -195,6 +202,9 @@ class RequestParser:
         Raises:
             ProtocolError: the input is not valid RESP; the parser is dead.
         """
+        ready = self._ready
+        if ready:
+            return ready.popleft()
         if self._error is not None:
             raise self._error
         try:
@@ -209,31 +219,34 @@ class RequestParser:
                     and pos >= self._pure_until
                     and buf[pos] == _STAR
                 ):
-                    command = self._next_hiredis()
-                    if command is not None:
-                        return command
+                    self._drain_hiredis()
+                    if ready:
+                        return ready.popleft()
                     if self._reader is not None:
                         return None  # hiredis consumed everything
-                    # else: fall through to the pure engine at self._pos
-                command, done = self._next_pure()
-                if command is not None:
-                    return command
-                if not done:
+                    # else: the pure engine takes the request at self._pos
+                progressed = self._next_pure()
+                if ready:
+                    return ready.popleft()
+                if not progressed:
                     return None
         except ProtocolError as exc:
             self._error = exc
             self._reader = None
+            if ready:  # requests before the bad one are still served
+                return ready.popleft()
             raise
 
     # ------------------------------------------------------------------
     # hiredis engine
     # ------------------------------------------------------------------
 
-    def _next_hiredis(self) -> list[bytes] | None:
-        """One request via hiredis; None with ``_reader`` unset hands over."""
+    def _drain_hiredis(self) -> None:  # noqa: PLR0912 - the hot loop, kept inline
+        """Queue every request hiredis can read; unset ``_reader`` to hand over."""
         buf = self._buf
-        if self._reader is None:
-            self._reader = _hiredis.Reader()
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = _hiredis.Reader()
             self._fed = self._pos
         if self._fed < len(buf):
             chunk = bytes(buf[self._fed :])
@@ -241,122 +254,185 @@ class RequestParser:
             if match is not None:
                 self._pure_until = self._fed + match.start() + 1
                 self._reader = None
-                return None
-            self._reader.feed(chunk)
+                return
+            reader.feed(chunk)
             self._fed = len(buf)
+        append = self._ready.append
+        gets = reader.gets
+        overhead = self._overhead
+        fast_count = min(10, self._max_multibulk + 1)  # one-digit counts within the limit
+        pos = self._pos
         while True:
             try:
-                frame = self._reader.gets()
+                frame = gets()
             except Exception:  # hiredis.ProtocolError and friends
                 self._reader = None
-                return None
+                break
             if frame is False:
-                if self._pos < self._fed:
-                    self._reader = None  # partial request: pure engine takes it
-                return None
-            end = self._verify(frame)
+                if pos < self._fed:
+                    self._reader = None  # partial request: the pure engine takes it
+                break
+            # Inline fast check (the hot loop): every element must start with
+            # "$" where a canonical encoding puts it. A "$" there means hiredis
+            # read a bulk, so the element is bytes (or None for $-1, a TypeError).
+            end = -1
+            if type(frame) is list and 0 < len(frame) < fast_count:
+                end = pos + 4
+                try:
+                    for arg in frame:
+                        if buf[end] != _DOLLAR:
+                            end = -1
+                            break
+                        end += (size := len(arg)) + overhead[size]
+                except (IndexError, TypeError):
+                    end = self._verify(frame, pos)
+            else:
+                end = self._verify(frame, pos)
             if end < 0:
                 self._reader = None
-                return None
-            self._pos = end
+                break
+            pos = end
             if frame:
-                return frame  # type: ignore[no-any-return]
+                append(frame)
+        self._pos = pos
 
-    def _verify(self, frame: object) -> int:  # noqa: PLR0911
-        """End of ``frame`` in the buffer if hiredis read a canonical request, else -1."""
-        if frame is None:  # *-N: let the pure engine skip it exactly
-            return -1
+    def _verify(self, frame: object, pos: int) -> int:
+        """End of ``frame`` (read by hiredis at ``pos``) if canonical, else -1."""
         if type(frame) is not list:
-            return -1
+            return -1  # None for *-1: the pure engine skips it exactly
         count = len(frame)
         if count > self._max_multibulk:
             return -1
         buf = self._buf
-        pos = self._pos + 3 + (_DIGITS[count] if count < 10 else len(str(count)))
+        start = pos
+        pos += 3 + len(str(count))
         if count == 0:
-            return pos if buf[self._pos + 1] == 0x30 else -1
-        max_bulk = self._max_bulk
-        limit = len(buf)
+            return pos if buf[start + 1] == 0x30 else -1
         for arg in frame:
-            if type(arg) is not bytes:
+            if type(arg) is not bytes or pos >= len(buf) or buf[pos] != _DOLLAR:
                 return -1
             size = len(arg)
-            if size > max_bulk or pos >= limit or buf[pos] != _DOLLAR:
+            if size > self._max_bulk:
                 return -1
-            pos += size + 5 + (_DIGITS[size] if size < 10 else len(str(size)))
+            pos += size + 5 + len(str(size))
         return pos
 
     # ------------------------------------------------------------------
     # pure engine (mirrors processMultibulkBuffer / processInlineBuffer)
     # ------------------------------------------------------------------
 
-    def _next_pure(self) -> tuple[list[bytes] | None, bool]:
-        """Advance by one request; returns (command, progressed)."""
+    def _next_pure(self) -> bool:
+        """Queue the next request(s) in ``_ready``; returns whether input was consumed."""
         if self._multibulk == 0 and self._buf[self._pos] != _STAR:
             return self._next_inline()
         return self._next_multibulk()
 
-    def _line_end(self, start: int, char: bytes, too_big: str) -> int:
-        """Index of ``char`` ending the line at ``start``, or -1 to wait."""
-        buf = self._buf
-        end = buf.find(char, start)
-        if end >= 0:
-            nul = buf.find(b"\0", start, end)
-            if nul >= 0:
-                end = -1
-        if end < 0 and len(buf) - start > self._max_inline:
+    def _wait_for_line(self, start: int, too_big: str) -> None:
+        """No line end yet at ``start``: refuse if waiting longer is over the limit."""
+        if len(self._buf) - start > self._max_inline:
             raise ProtocolError(f"Protocol error: {too_big}")
-        return end
 
-    def _next_inline(self) -> tuple[list[bytes] | None, bool]:
+    def _next_inline(self) -> bool:
+        buf = self._buf
         pos = self._pos
-        newline = self._line_end(pos, b"\n", "too big inline request")
-        if newline < 0:
-            return None, False
+        newline = buf.find(b"\n", pos)
+        if newline < 0 or buf.find(b"\0", pos, newline) >= 0:
+            self._wait_for_line(pos, "too big inline request")
+            return False
         end = newline
-        if end > pos and self._buf[end - 1] == 0x0D:
+        if end > pos and buf[end - 1] == 0x0D:
             end -= 1
-        args = split_inline_args(bytes(self._buf[pos:end]))
+        args = split_inline_args(bytes(buf[pos:end]))
         if args is None:
             raise ProtocolError("Protocol error: unbalanced quotes in request")
         self._pos = newline + 1
-        return (args or None), True
+        if args:
+            self._ready.append(args)
+        return True
 
-    def _next_multibulk(self) -> tuple[list[bytes] | None, bool]:
+    def _next_multibulk(self) -> bool:  # noqa: PLR0912, PLR0915 - the hot loop, kept inline
+        """Read multibulk requests while they are complete and this engine owns them."""
         buf = self._buf
         pos = self._pos
-        if self._multibulk == 0:
-            cr = self._line_end(pos, b"\r", "too big mbulk count string")
-            if cr < 0 or cr + 1 >= len(buf):
-                return None, False
-            count = _string2ll(buf[pos + 1 : cr])
-            if count is None or count > self._max_multibulk:
-                raise ProtocolError("Protocol error: invalid multibulk length")
-            pos = self._pos = cr + 2
-            if count <= 0:
-                return None, True
-            self._multibulk = count
-            self._args = []
+        n = len(buf)
+        append = self._ready.append
+        max_bulk = self._max_bulk
+        stop_at = self._pure_until if self._use_hiredis else n + 1
+        remaining = self._multibulk
         args = self._args
-        while self._multibulk:
-            if self._bulklen == -1:
-                cr = self._line_end(pos, b"\r", "too big bulk count string")
-                if cr < 0 or cr + 1 >= len(buf):
-                    return None, False
-                if buf[pos] != _DOLLAR:
-                    got = _error_char(buf[pos])
-                    raise ProtocolError(f"Protocol error: expected '$', got '{got}'")
-                size = _string2ll(buf[pos + 1 : cr])
-                if size is None or size < 0 or size > self._max_bulk:
-                    raise ProtocolError("Protocol error: invalid bulk length")
-                pos = self._pos = cr + 2
-                self._bulklen = size
-            size = self._bulklen
-            if len(buf) - pos < size + 2:
-                return None, False
-            args.append(bytes(buf[pos : pos + size]))
-            pos = self._pos = pos + size + 2
-            self._bulklen = -1
-            self._multibulk -= 1
-        self._args = []
-        return args, True
+        bulklen = self._bulklen
+        progressed = False
+        while True:
+            if remaining == 0:
+                if pos >= n or buf[pos] != _STAR:
+                    break
+                cr = buf.find(b"\r", pos)
+                if cr < 0 or buf.find(b"\0", pos, cr) >= 0:
+                    self._save(pos, 0, -1, [])
+                    self._wait_for_line(pos, "too big mbulk count string")
+                    return progressed
+                if cr + 1 >= n:
+                    break
+                digits = buf[pos + 1 : cr]
+                if (
+                    digits.isdigit()
+                    and len(digits) < 19
+                    and (digits[0] != 0x30 or len(digits) == 1)
+                ):
+                    count: int | None = int(digits)
+                else:
+                    count = _string2ll(digits)
+                if count is None or count > self._max_multibulk:
+                    raise ProtocolError("Protocol error: invalid multibulk length")
+                pos = cr + 2
+                progressed = True
+                if count <= 0:
+                    continue
+                remaining = count
+                args = []
+            while remaining:
+                if bulklen == -1:
+                    cr = buf.find(b"\r", pos)
+                    if cr < 0 or buf.find(b"\0", pos, cr) >= 0:
+                        self._save(pos, remaining, -1, args)
+                        self._wait_for_line(pos, "too big bulk count string")
+                        return progressed
+                    if cr + 1 >= n:
+                        self._save(pos, remaining, -1, args)
+                        return progressed
+                    if buf[pos] != _DOLLAR:
+                        got = _error_char(buf[pos])
+                        raise ProtocolError(f"Protocol error: expected '$', got '{got}'")
+                    digits = buf[pos + 1 : cr]
+                    if (
+                        digits.isdigit()
+                        and len(digits) < 19
+                        and (digits[0] != 0x30 or len(digits) == 1)
+                    ):
+                        size: int | None = int(digits)
+                    else:
+                        size = _string2ll(digits)
+                    if size is None or size < 0 or size > max_bulk:
+                        raise ProtocolError("Protocol error: invalid bulk length")
+                    pos = cr + 2
+                    bulklen = size
+                    progressed = True
+                if n - pos < bulklen + 2:
+                    self._save(pos, remaining, bulklen, args)
+                    return progressed
+                args.append(bytes(buf[pos : pos + bulklen]))
+                pos += bulklen + 2
+                bulklen = -1
+                remaining -= 1
+            append(args)
+            if pos >= stop_at:
+                break  # hiredis takes over from here
+        self._save(pos, 0, -1, [])
+        return progressed
+
+    def _save(self, pos: int, remaining: int, bulklen: int, args: list[bytes]) -> None:
+        """Remember where a partial multibulk request stands."""
+        self._pos = pos
+        self._multibulk = remaining
+        self._bulklen = bulklen
+        self._args = args
