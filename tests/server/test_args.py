@@ -10,23 +10,25 @@ from hypothesis import strategies as st
 
 from crema.errors import CommandError
 from crema.server.args import (
+    check_arity,
+    parse_float,
+    parse_int,
+    unknown_command,
+    unknown_subcommand,
+)
+from crema.server.glob import glob_match
+from crema.server.options import (
     Condition,
     ExpireCondition,
     ExpiryKind,
     ScanOptions,
     SetOptions,
-    check_arity,
     parse_expire_options,
     parse_expire_time,
-    parse_float,
-    parse_int,
     parse_scan_cursor,
     parse_scan_options,
     parse_set_options,
-    unknown_command,
-    unknown_subcommand,
 )
-from crema.server.glob import glob_match
 from crema.server.resp import encode_reply, error_reply_for
 from tests.server.redis_server import RawClient
 

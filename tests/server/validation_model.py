@@ -12,17 +12,19 @@ from collections.abc import Sequence
 
 from crema.errors import CommandError
 from crema.server.args import (
-    ExpiryKind,
     check_arity,
+    parse_int,
+    unknown_command,
+    wrong_arity,
+)
+from crema.server.options import (
+    ExpiryKind,
     parse_expire_options,
     parse_expire_time,
-    parse_int,
     parse_scan_cursor,
     parse_scan_options,
     parse_set_expire,
     parse_set_options,
-    unknown_command,
-    wrong_arity,
 )
 
 ARITY: dict[bytes, int] = {
