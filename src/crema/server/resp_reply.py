@@ -191,7 +191,7 @@ def encode_reply(reply: Reply, protocol: int = 2) -> bytes:
     return b"".join(out)
 
 
-def encode_reply_into(out: list[bytes], reply: Reply, protocol: int = 2) -> None:
+def encode_reply_into(out: list[bytes], reply: Reply, protocol: int = 2) -> None:  # noqa: PLR0912
     """Append the encoding of ``reply`` to ``out`` (join it once at the end).
 
     Args:
@@ -213,8 +213,14 @@ def encode_reply_into(out: list[bytes], reply: Reply, protocol: int = 2) -> None
         out.append(encode_bulk(reply.encode("utf-8", "surrogateescape")))
     elif type(reply) is list or type(reply) is tuple:
         out.append(b"*%d\r\n" % len(reply))
-        for item in reply:
-            encode_reply_into(out, item, protocol)
+        null = _NULL3 if resp3 else _NULL2
+        for item in reply:  # inline the common elements: MGET, KEYS, SCAN
+            if type(item) is bytes:
+                out.append(b"$%d\r\n%s\r\n" % (len(item), item))
+            elif item is None:
+                out.append(null)
+            else:
+                encode_reply_into(out, item, protocol)
     elif isinstance(reply, SimpleString):
         out.append(b"+" + _line(reply.value) + _CRLF)
     elif isinstance(reply, ErrorReply):
