@@ -223,3 +223,20 @@ def test_works_without_hiredis_installed() -> None:
         "assert p.next_command() == [b'PING'] and p.next_command() == [b'ECHO', b'x']\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("use_hiredis", ENGINES)
+def test_nested_headers_do_not_amplify_memory(use_hiredis: bool) -> None:
+    import tracemalloc  # noqa: PLC0415
+
+    for header in (b"*99\r\n$1\r\na\r\n", b"*99\r\n", b"*99999\r\n", b"%9\r\n~99\r\n"):
+        data = b"*2\r\n" + header * (200_000 // len(header))
+        tracemalloc.start()
+        try:
+            outcome = run([data[i : i + 65536] for i in range(0, len(data), 65536)],
+                          use_hiredis=use_hiredis)  # fmt: skip
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert len(outcome) == 1 and str(outcome[0]).startswith("Protocol error: expected '$'")
+        assert peak < 8 * 1024 * 1024, (header, peak)

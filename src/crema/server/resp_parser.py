@@ -63,10 +63,13 @@ DEFAULT_MAX_INLINE_LEN = 64 * 1024  # Redis PROTO_INLINE_MAX_SIZE
 _STAR = 0x2A
 _DOLLAR = 0x24
 _LONG_MAX = 2**63 - 1
-# An aggregate header with a 6+ digit count anywhere in data fed to hiredis
-# would make it preallocate a big list; such data goes to the pure engine.
-# Matches inside payloads only cost speed, never correctness.
-_HIREDIS_GATE = re.compile(rb"[*~>|%][0-9-]{6}")
+# hiredis preallocates a list for every aggregate header it reads, nested ones
+# included, before we can check the request. So data with a header of 100+
+# elements goes to the pure engine (matches inside payloads only cost speed),
+# and hiredis gets at most one slice beyond the request in progress: at most
+# about 70 bytes of lists per byte of one slice, a few MB, whatever arrives.
+_HIREDIS_GATE = re.compile(rb"[*~>|%][0-9-]{3}")
+_HIREDIS_SLICE = 64 * 1024
 # Redis string2ll: optional '-', no leading zeros, no '+', no spaces.
 _LL_RE = re.compile(rb"(?:0|-?[1-9][0-9]{0,18})\Z")
 
@@ -241,6 +244,29 @@ class RequestParser:
     # hiredis engine
     # ------------------------------------------------------------------
 
+    def _feed_hiredis(self, pos: int) -> bool:
+        """Feed hiredis the next slice of the buffer (the request in progress starts at ``pos``).
+
+        Returns False, with ``_reader`` unset, when the slice holds an aggregate
+        header with a 3+ digit count: hiredis preallocates such lists even
+        nested, so the pure engine takes the data up to that point.
+        """
+        buf = self._buf
+        fed = self._fed
+        if fed >= len(buf):
+            return True
+        end = min(len(buf), fed + _HIREDIS_SLICE)
+        start = max(pos, fed - 8)  # overlap: a header may straddle two slices
+        window = bytes(buf[start:end])
+        match = _HIREDIS_GATE.search(window)
+        if match is not None:
+            self._pure_until = start + match.start() + 1
+            self._reader = None
+            return False
+        self._reader.feed(window[fed - start :] if fed > start else window)
+        self._fed = end
+        return True
+
     def _drain_hiredis(self) -> None:  # noqa: PLR0912 - the hot loop, kept inline
         """Queue every request hiredis can read; unset ``_reader`` to hand over."""
         buf = self._buf
@@ -248,15 +274,8 @@ class RequestParser:
         if reader is None:
             reader = self._reader = _hiredis.Reader()
             self._fed = self._pos
-        if self._fed < len(buf):
-            chunk = bytes(buf[self._fed :])
-            match = _HIREDIS_GATE.search(chunk)
-            if match is not None:
-                self._pure_until = self._fed + match.start() + 1
-                self._reader = None
-                return
-            reader.feed(chunk)
-            self._fed = len(buf)
+        if not self._feed_hiredis(self._pos):
+            return
         append = self._ready.append
         gets = reader.gets
         overhead = self._overhead
@@ -269,8 +288,14 @@ class RequestParser:
                 self._reader = None
                 break
             if frame is False:
+                if self._fed < len(buf) and self._fed - pos < _HIREDIS_SLICE:
+                    if self._feed_hiredis(pos):
+                        continue
+                    break  # the gate handed over to the pure engine
                 if pos < self._fed:
-                    self._reader = None  # partial request: the pure engine takes it
+                    # A partial request at the end of the data, or one longer
+                    # than a slice: the pure engine buffers it without rescans.
+                    self._reader = None
                 break
             # Inline fast check (the hot loop): every element must start with
             # "$" where a canonical encoding puts it. A "$" there means hiredis
