@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -240,3 +241,18 @@ def test_nested_headers_do_not_amplify_memory(use_hiredis: bool) -> None:
             tracemalloc.stop()
         assert len(outcome) == 1 and str(outcome[0]).startswith("Protocol error: expected '$'")
         assert peak < 8 * 1024 * 1024, (header, peak)
+
+
+def test_big_feed_spanning_many_hiredis_slices() -> None:
+    rng = random.Random(7)
+    commands = []
+    for i in range(2000):
+        size = rng.choice([1, 10, 100, 1000])
+        argc = rng.choice([1, 2, 3]) if i % 97 else 120
+        size = 3 if argc == 120 else size
+        commands.append([b"CMD%d" % i] + [rng.randbytes(size) for _ in range(argc - 1)])
+    stream = b"".join(encode_command(c) for c in commands)
+    assert len(stream) > 8 * 65536
+    assert both(stream) == commands
+    # the same, cut so headers straddle the 64 KiB slices at many offsets
+    assert both([stream[:65533], stream[65533:200_001], stream[200_001:]]) == commands
