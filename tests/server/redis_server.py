@@ -20,7 +20,15 @@ from pathlib import Path
 
 from crema.server.resp import encode_command
 
-__all__ = ["RawClient", "RedisServer", "free_port", "read_frame", "start_redis"]
+__all__ = [
+    "RawClient",
+    "RedisServer",
+    "diff_replies",
+    "free_port",
+    "read_frame",
+    "running_redis",
+    "start_redis",
+]
 
 
 def free_port() -> int:
@@ -110,6 +118,26 @@ def read_frame(buf: bytearray | bytes, pos: int) -> int | None:
             after = nxt
         return after
     return after  # + - : _ , # ( are one line
+
+
+def diff_replies(
+    commands: Sequence[Sequence[bytes]], reference: RawClient, candidate: RawClient
+) -> list[tuple[list[bytes], bytes, bytes]]:
+    """Run the same commands against two servers; return where the replies differ.
+
+    Meant for the full-reply differential suite: ``reference`` talks to
+    redis-server, ``candidate`` to crema.
+
+    Returns:
+        (command, reference reply, candidate reply) for each difference.
+    """
+    theirs = reference.pipeline(commands)
+    ours = candidate.pipeline(commands)
+    return [
+        (list(command), a, b)
+        for command, a, b in zip(commands, theirs, ours, strict=True)
+        if a != b
+    ]
 
 
 class RedisServer:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crema.server.resp import encode_reply, error_reply_for
-from tests.server.redis_server import RawClient
+from tests.server.redis_server import RawClient, RedisServer, diff_replies
 from tests.server.validation_model import ARITY, validate
 
 
@@ -93,3 +93,14 @@ def test_random_commands(
     redis_client: RawClient, name: bytes, rest: list[bytes], upper: bool
 ) -> None:
     compare(redis_client, [name.upper() if upper else name, *rest])
+
+
+def test_diff_replies_helper(redis_server: RedisServer) -> None:
+    a, b = redis_server.client(), redis_server.client()
+    try:
+        commands = [[b"SELECT", b"3"], [b"SET", b"x", b"1"], [b"GET", b"x"], [b"CLIENT", b"ID"]]
+        diffs = diff_replies(commands, a, b)
+        assert [d[0] for d in diffs] == [[b"CLIENT", b"ID"]]  # connection ids differ
+    finally:
+        a.close()
+        b.close()
