@@ -18,17 +18,18 @@ Rules, all as Redis 7.0 applies them:
   line ends at ``\\r`` with the next byte skipped, as in Redis.
 * A NUL byte before the end of a header or inline line hides the line end
   (Redis searches with ``strchr``), so the parser waits for more data.
-* After a :class:`~crema.errors.ProtocolError` the parser is dead: every later
-  call raises the same error; the server replies and closes.
+* After a :class:`~crema.errors.ProtocolError` the parser is dead: the
+  requests before the bad one are still returned, then every call raises the
+  same error; the server replies and closes.
 
 Two engines give identical results. The pure-Python one does all the
 validation. The ``hiredis`` one (used when installed) parses runs of complete
-requests in C and is checked cheaply: every element must be ``bytes``, sit at
-the position a canonical encoding puts it, and start with ``$``. Anything
-else (an incomplete request at the end of the buffer, an inline request, a
-header with a large count, a hiredis error, a failed check) is handed to the
-pure engine at that request's first byte, which then decides exactly as
-Redis would.
+requests in C and is checked cheaply: every element must start with ``$``
+where a canonical encoding puts it. Anything else (an incomplete request at
+the end of the buffer or one longer than a 64 KiB slice, an inline request,
+an aggregate header with a 3+ digit count, a hiredis error, a failed check)
+is handed to the pure engine at that request's first byte, which then
+decides exactly as Redis would.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ _LONG_MAX = 2**63 - 1
 # about 70 bytes of lists per byte of one slice, a few MB, whatever arrives.
 _HIREDIS_GATE = re.compile(rb"[*~>|%][0-9-]{3}")
 _HIREDIS_SLICE = 64 * 1024
+# Bytes around a bulk of each small size: "$", the digits, CRLF, payload CRLF.
+_OVERHEAD = [5 + len(str(size)) for size in range(4096)]
 # Redis string2ll: optional '-', no leading zeros, no '+', no spaces.
 _LL_RE = re.compile(rb"(?:0|-?[1-9][0-9]{0,18})\Z")
 
@@ -160,8 +163,10 @@ class RequestParser:
         self._args: list[bytes] = []
         self._error: ProtocolError | None = None
         self._ready: deque[list[bytes]] = deque()  # read by hiredis, not yet returned
-        # header bytes around a bulk of each small size: "$" digits CRLF ... CRLF
-        self._overhead = [5 + len(str(size)) for size in range(min(4096, max_bulk_len + 1))]
+        # shared unless a tiny bulk limit must cut the fast path's table short
+        self._overhead = (
+            _OVERHEAD if max_bulk_len >= len(_OVERHEAD) else _OVERHEAD[: max_bulk_len + 1]
+        )
 
     @property
     def uses_hiredis(self) -> bool:
