@@ -104,3 +104,12 @@ def test_diff_replies_helper(redis_server: RedisServer) -> None:
     finally:
         a.close()
         b.close()
+
+
+@given(
+    st.binary(max_size=150).map(lambda b: b"x-" + b),
+    st.lists(st.binary(max_size=90), max_size=5),
+)
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_unknown_command_wording(redis_client: RawClient, name: bytes, rest: list[bytes]) -> None:
+    compare(redis_client, [name, *rest])

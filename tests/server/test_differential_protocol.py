@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +19,7 @@ from crema.errors import ProtocolError
 from crema.server.glob import glob_match
 from crema.server.inline import split_inline_args
 from crema.server.resp import RequestParser, encode_command
-from tests.server.redis_server import RawClient, RedisServer, read_frame
+from tests.server.redis_server import RawClient, RedisServer, read_frame, start_redis
 from tests.server.test_resp_parser import PROTOCOL_ERRORS
 
 FIXTURE_OK = [HealthCheck.function_scoped_fixture]
@@ -92,13 +94,20 @@ PATTERN_ALPHABET = st.sampled_from(
 
 
 @pytest.fixture(scope="module")
-def keyed_client(redis_server: RedisServer) -> RawClient:
-    client = redis_server.client()
-    client.call(b"SELECT", b"9")
-    client.call(b"FLUSHDB")
-    for key in KEYS:
-        assert client.call(b"SET", key, b"1") == b"+OK\r\n"
-    return client
+def keyed_client() -> Iterator[RawClient]:
+    """A redis-server of its own (others FLUSHALL theirs) holding KEYS."""
+    try:
+        server = start_redis()
+    except RuntimeError as exc:
+        pytest.skip(f"differential tests need redis-server: {exc}")
+    client = server.client()
+    try:
+        for key in KEYS:
+            assert client.call(b"SET", key, b"1") == b"+OK\r\n"
+        yield client
+    finally:
+        client.close()
+        server.stop()
 
 
 @given(st.lists(PATTERN_ALPHABET, min_size=1, max_size=8))
