@@ -39,7 +39,7 @@ __all__ = [
     "parse_set_options",
 ]
 
-_CURSOR_RE = re.compile(rb"[+-]?[0-9]*\Z")
+_CURSOR_RE = re.compile(rb"[+-]?[0-9]+\Z")
 
 
 # --------------------------------------------------------------------------
@@ -248,12 +248,12 @@ def parse_scan_cursor(raw: bytes) -> int:
     Raises:
         CommandError: ``ERR invalid cursor``.
     """
+    raw = cstr(raw)  # strtoul stops at a NUL byte
+    if not raw:
+        return 0  # strtoul("") is 0 with nothing left over
     if _CURSOR_RE.match(raw) is None:
         raise CommandError("invalid cursor")
-    digits = raw.lstrip(b"+-")
-    if not digits:
-        return 0  # strtoul("") is 0 with nothing left over
-    value = int(digits)
+    value = int(raw.lstrip(b"+-"))
     if value > ULONG_MAX:
         raise CommandError("invalid cursor")
     return (-value) % (ULONG_MAX + 1) if raw.startswith(b"-") else value
