@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import subprocess
 import time
@@ -126,10 +127,14 @@ def write_results(report: str) -> None:
     except (OSError, subprocess.CalledProcessError):
         machine = platform.processor() or platform.machine()
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     text = (
         "# RESP layer benchmark\n\n"
         f"Recorded {now} with `python bench/resp_parser_bench.py --write`, "
-        f"Python {platform.python_version()}.\n\n"
+        f"Python {platform.python_version()}, load average {load} after the run (the\n"
+        "machine is shared: absolute figures are noisy, ratios within a run hold better).\n"
+        "The bare reader only splits frames; the parser also validates every request\n"
+        "as Redis does, enforces the limits and handles inline commands.\n\n"
         f"Machine (`lscpu | head`):\n\n```\n{machine}\n```\n\n{report}\n"
     )
     Path(__file__).with_name("RESULTS_resp.md").write_text(text)
