@@ -15,8 +15,10 @@ from crema.server.args import (
     check_arity,
     parse_int,
     unknown_command,
+    unknown_subcommand,
     wrong_arity,
 )
+from crema.server.hello import parse_hello, validate_client_name
 from crema.server.options import (
     ExpiryKind,
     parse_expire_options,
@@ -34,6 +36,7 @@ ARITY: dict[bytes, int] = {
     b"ttl": 2, b"pttl": 2, b"expiretime": 2, b"pexpiretime": 2, b"persist": 2,
     b"incr": 2, b"incrby": 3, b"decr": 2, b"decrby": 3, b"append": 3, b"strlen": 2,
     b"type": 2, b"dbsize": 1, b"scan": -2, b"keys": 2, b"echo": 2, b"ping": -1,
+    b"hello": -1, b"client": -2,
 }  # fmt: skip
 
 _EXPIRE = {  # name -> (unit is seconds, relative to now)
@@ -81,3 +84,17 @@ def _validate(args: Sequence[bytes], now_ms: int) -> None:
         parse_scan_options(args[2:])
     elif name == b"ping" and len(args) > 2:
         raise wrong_arity(text)
+    elif name == b"hello":
+        parse_hello(args)
+    elif name == b"client":
+        _validate_client(args)
+
+
+def _validate_client(args: Sequence[bytes]) -> None:
+    sub = args[1].lower()
+    arities = {b"setname": 3, b"getname": 2, b"id": 2}
+    if sub not in arities:
+        raise unknown_subcommand(args[0], args[1])
+    check_arity(f"client|{sub.decode()}", arities[sub], len(args))
+    if sub == b"setname":
+        validate_client_name(args[2])
