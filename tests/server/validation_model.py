@@ -85,7 +85,7 @@ def _validate(args: Sequence[bytes], now_ms: int) -> None:
     elif name == b"ping" and len(args) > 2:
         raise wrong_arity(text)
     elif name == b"hello":
-        parse_hello(args)
+        parse_hello(args, lambda user, _password: user == b"default")  # Redis's nopass default
     elif name == b"client":
         _validate_client(args)
 

@@ -8,7 +8,7 @@ functions only validate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from crema.errors import CommandError
@@ -43,20 +43,28 @@ def validate_client_name(name: bytes) -> None:
         raise CommandError("Client names cannot contain spaces, newlines or special characters.")
 
 
-def parse_hello(args: Sequence[bytes]) -> HelloOptions:
+def parse_hello(
+    args: Sequence[bytes], authenticate: Callable[[bytes, bytes], bool] | None = None
+) -> HelloOptions:
     """Parse ``HELLO`` (``args[0]`` is the command name) as Redis 7.0's ``helloCommand``.
+
+    Redis checks AUTH credentials as it meets them, before the options after
+    them are parsed, so the check is passed in to keep the order of errors.
 
     Args:
         args: the whole command.
+        authenticate: called with (username, password) for each AUTH option;
+            False refuses them. None leaves credentials to the caller.
 
     Returns:
-        The validated options. Checking the credentials and that the client
-        is authenticated (``-NOAUTH``) is the server's job.
+        The validated options. Refusing a client that is still not
+        authenticated (``-NOAUTH``) is the server's job.
 
     Raises:
         CommandError: ``ERR Protocol version is not an integer or out of
-            range``, ``NOPROTO unsupported protocol version``, ``ERR Syntax
-            error in HELLO option '<opt>'`` or the client-name error.
+            range``, ``NOPROTO unsupported protocol version``, ``WRONGPASS
+            invalid username-password pair or user is disabled.``, ``ERR
+            Syntax error in HELLO option '<opt>'`` or the client-name error.
     """
     protocol: int | None = None
     j = 1
@@ -72,6 +80,10 @@ def parse_hello(args: Sequence[bytes]) -> HelloOptions:
         opt = cstr(args[j]).upper()
         if opt == b"AUTH" and more >= 2:
             auth = (args[j + 1], args[j + 2])
+            if authenticate is not None and not authenticate(*auth):
+                raise CommandError(
+                    "invalid username-password pair or user is disabled.", code="WRONGPASS"
+                )
             j += 3
         elif opt == b"SETNAME" and more >= 1:
             validate_client_name(args[j + 1])
