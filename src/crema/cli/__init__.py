@@ -11,11 +11,12 @@ snapshot), 2 usage errors and missing paths.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from crema import __version__
-from crema.cli import wal
+from crema.cli import demo, snapshot, wal
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"crema {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo.register(commands)
+    snapshot.register(commands)
     wal.register(commands)
     return parser
 
@@ -43,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(argv) if argv is not None else None)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    logging.basicConfig(level=logging.WARNING, format="crema: %(levelname)s: %(message)s")
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
