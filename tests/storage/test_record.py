@@ -69,7 +69,7 @@ def segment_bytes(entries: list[Entry], hs: HardState) -> tuple[bytes, list[byte
     return record.file_header() + b"".join(frames), [payloads[0], payloads[1], payloads[0]]
 
 
-@settings(max_examples=200)
+@settings(max_examples=150)
 @given(batches(), hard_states, st.data())
 def test_flipped_or_cut_bytes_never_decode_as_data(
     entries: list[Entry], hs: HardState, data: st.DataObject

@@ -141,5 +141,5 @@ class WalMachine(RuleBasedStateMachine):
             )
 
 
-WalMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+WalMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=40, deadline=None)
 TestWal = WalMachine.TestCase
