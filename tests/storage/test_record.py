@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crema.errors import CorruptLogError
 from crema.raft.types import (
     ConfState,
     Entry,
@@ -15,9 +19,11 @@ from crema.raft.types import (
     SnapshotMeta,
     Term,
 )
-from crema.storage import record
+from crema.storage import DiskStorage, record
 from crema.storage.record import RecordKind, SegmentState
-from crema.storage.segment import SegmentScan
+from crema.storage.segment import SegmentScan, segment_file_name
+
+KINDS = {int(k) for k in RecordKind}
 
 ids = st.frozensets(st.integers(0, 2**32).map(NodeId), max_size=5)
 confs = st.builds(lambda v, lr: ConfState(v, lr - v), ids, ids)
@@ -90,3 +96,35 @@ def test_flipped_or_cut_bytes_never_decode_as_data(
     assert good == payloads[: len(good)]
     assert scan.end <= cut
     assert scan.problem is None or scan.problem.torn
+
+
+entries_like = st.builds(
+    lambda count, tail: (RecordKind.ENTRIES, struct.pack("<QI", 1, count) + tail),
+    st.integers(1, 4),
+    st.binary(max_size=80),
+)
+any_record = st.tuples(
+    st.sampled_from(list(RecordKind)) | st.integers(0, 255), st.binary(max_size=80)
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(entries_like | any_record, max_size=4), st.booleans())
+def test_checksummed_garbage_is_refused_with_a_typed_error(
+    tmp_path_factory: pytest.TempPathFactory, records: list[tuple[int, bytes]], with_state: bool
+) -> None:
+    """Records that pass their CRCs but hold nonsense never crash the decoders."""
+    body = b"".join(record.frame(RecordKind(k) if k in KINDS else k, p) for k, p in records)  # type: ignore[arg-type]
+    if with_state:
+        state = SegmentState(
+            1, HardState(), ConfState(), SnapshotMeta(), Index(0), Term(0), Index(0)
+        )
+        body = record.frame(RecordKind.STATE, record.encode_state(state)) + body
+    directory = tmp_path_factory.mktemp("garbage")
+    path = directory / segment_file_name(1, 1)
+    path.write_bytes(record.file_header() + body)
+    try:
+        with DiskStorage.open(directory, fsync="never") as wal:
+            wal.entries(wal.first_index(), Index(wal.last_index() + 1))
+    except CorruptLogError as exc:
+        assert exc.path == path
