@@ -121,3 +121,37 @@ class ProposalDroppedError(RaftError):
 
 class NotLeaderError(ProposalDroppedError):
     """The node is not the leader; ``leader_hint`` names the one it knows of."""
+
+
+# --------------------------------------------------------------------------
+# Replicated cache state machine
+# --------------------------------------------------------------------------
+
+
+class CommandDecodeError(CremaError, ValueError):
+    """Bytes that should hold a state-machine command do not decode to one.
+
+    Raised for garbage, truncated or oversized input, an unknown version or
+    opcode, or a field of the wrong type or out of range.
+
+    Attributes:
+        reason: what is wrong, in a few words.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot decode command: {reason}")
+        self.reason = reason
+
+
+class CommandTooLargeError(CremaError, ValueError):
+    """A command encodes to more bytes than one Raft log entry may carry.
+
+    Attributes:
+        size: the encoded size in bytes.
+        limit: the maximum allowed size in bytes.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"command encodes to {size} bytes, more than the limit of {limit}")
+        self.size = size
+        self.limit = limit
