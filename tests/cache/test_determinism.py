@@ -181,7 +181,7 @@ def test_restore_failure_midway_leaves_old_state() -> None:
         [Entry(b"a", bytearray(b"1"), None)],  # type: ignore[arg-type]
         [Entry(b"a", b"1", 0)],  # 0 means "no expiry" on disk, never an expiry
         [Entry(b"a", b"1", -5)],
-        [Entry(b"a", b"1", 2**63)],
+        [Entry(b"a", b"1", 2**64)],  # beyond the u64 of the file format
         [Entry(b"a", b"1", True)],
     ],
 )

@@ -37,6 +37,8 @@ from typing import Final
 import msgpack
 
 from crema.cache.commands import (
+    INT64_MAX,
+    INT64_MIN,
     Append,
     Clear,
     Command,
@@ -50,6 +52,7 @@ from crema.cache.commands import (
     Persist,
     Set,
     SetCondition,
+    set_unchecked,
 )
 from crema.errors import CommandDecodeError, CommandTooLargeError
 
@@ -136,19 +139,25 @@ def _key_tuple(value: object) -> tuple[bytes, ...]:
 
 
 def _decode_set(f: tuple[object, ...], now_ms: int) -> Set:
+    # The hot path: every check of Set.__post_init__, inline.
     key, value, expiry, condition, flags = f
-    flag_bits = _int(flags, "flags")
-    if flag_bits & ~(_KEEP_TTL | _GET):
-        raise CommandDecodeError(f"unknown SET flags {flag_bits:#x}")
-    return Set(
-        key,  # type: ignore[arg-type]  # checked by Set itself
-        value,  # type: ignore[arg-type]
-        now_ms,
-        expiry,  # type: ignore[arg-type]
-        SetCondition(_int(condition, "condition")),
-        bool(flag_bits & _KEEP_TTL),
-        bool(flag_bits & _GET),
+    if type(key) is not bytes or type(value) is not bytes:
+        raise CommandDecodeError("SET: key and value must be bin")
+    if expiry is not None and (type(expiry) is not int or not INT64_MIN <= expiry <= INT64_MAX):
+        raise CommandDecodeError(f"SET: bad expiry_ms {expiry!r}")
+    if type(condition) is not int or not 0 <= condition < len(_SET_CONDITIONS):
+        raise CommandDecodeError(f"SET: bad condition {condition!r}")
+    if type(flags) is not int or flags & ~(_KEEP_TTL | _GET):
+        raise CommandDecodeError(f"SET: bad flags {flags!r}")
+    keep_ttl = bool(flags & _KEEP_TTL)
+    if keep_ttl and expiry is not None:
+        raise CommandDecodeError("SET: keep_ttl with an expiry")
+    return set_unchecked(
+        key, value, now_ms, expiry, _SET_CONDITIONS[condition], keep_ttl, bool(flags & _GET)
     )
+
+
+_SET_CONDITIONS: Final = tuple(SetCondition)
 
 
 def _decode_mset(f: tuple[object, ...]) -> tuple[tuple[bytes, bytes], ...]:
@@ -221,8 +230,10 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
     fields = obj[3:]
     if len(fields) != arity:
         raise CommandDecodeError(f"opcode {opcode}: expected {arity} fields, got {len(fields)}")
+    if type(now_ms) is not int or not 0 <= now_ms <= INT64_MAX:
+        raise CommandDecodeError(f"bad now_ms {now_ms!r}")
     try:
-        command = _BUILDERS[opcode](fields, _int(now_ms, "now_ms"))
+        command = _BUILDERS[opcode](fields, now_ms)
     except CommandDecodeError:
         raise
     except (TypeError, ValueError) as exc:

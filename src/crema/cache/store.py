@@ -281,8 +281,8 @@ class Store:
 def _check_entry(key: object, value: object, expiry: object) -> None:
     if type(key) is not bytes or type(value) is not bytes:
         raise SnapshotError("snapshot entry key and value must be bytes")
-    if expiry is not None and (type(expiry) is not int or not 0 < expiry < 2**63):
-        raise SnapshotError(f"snapshot entry expiry must be None or in [1, 2**63), got {expiry!r}")
+    if expiry is not None and (type(expiry) is not int or not 0 < expiry < 2**64):
+        raise SnapshotError(f"snapshot entry expiry must be None or in [1, 2**64), got {expiry!r}")
 
 
 def _matcher(pattern: bytes | None) -> Callable[[bytes], bool]:
