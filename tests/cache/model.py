@@ -49,9 +49,8 @@ def _to_int(raw: bytes) -> int | None:
     return value
 
 
-def model_apply(model: Model, c: Command) -> Result:  # noqa: PLR0911
-    """Apply ``c`` to ``model`` the obvious way; return the Redis result."""
-    now = c.now_ms
+def model_apply(model: Model, c: Command, now: int) -> Result:  # noqa: PLR0911
+    """Apply ``c`` at time ``now`` to ``model`` the obvious way; return the result."""
     if isinstance(c, Noop):
         return None
     if isinstance(c, Clear):

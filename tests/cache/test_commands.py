@@ -322,3 +322,29 @@ def test_invalid_construction() -> None:
         CacheStateMachine(capacity=0)
     with pytest.raises(ValueError):
         CacheStateMachine(purge_limit=-1)
+
+
+@pytest.mark.parametrize("purge_limit", [0, 20])
+def test_time_never_runs_backwards(purge_limit: int) -> None:
+    sm = CacheStateMachine(purge_limit=purge_limit)
+    sm.apply(1, 1, Set(b"k", b"v", T, expiry_ms=T + 10))
+    sm.apply(2, 1, Noop(T + 10))  # k expires, purged or not
+    assert sm.clock_ms == T + 10
+    # A new leader whose clock is behind: k must not come back.
+    assert sm.apply(3, 2, Set(b"k", b"w", T, condition=SetCondition.NX, get=True)) is None
+    assert sm.get(b"k", T + 10) == b"w"
+    # An expiry at or before the clock (not the stamp) is in the past.
+    assert sm.apply(4, 2, Set(b"x", b"v", T, expiry_ms=T + 5)) is OK
+    assert not sm.contains(b"x", T)
+    assert sm.clock_ms == T + 10
+
+
+def test_set_applied_resets_clock() -> None:
+    sm = CacheStateMachine()
+    sm.apply(1, 1, Noop(T))
+    view = sm.entries_view()
+    assert view.clock_ms == T
+    sm.set_applied(5, 1, clock_ms=T + 1)
+    assert sm.clock_ms == T + 1
+    sm.set_applied(5, 1)
+    assert sm.clock_ms == 0

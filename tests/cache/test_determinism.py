@@ -64,7 +64,7 @@ def test_restored_replica_continues_identically(
     _run(leader, before)
     view = leader.entries_view()
     follower = CacheStateMachine(capacity)
-    follower.restore((Entry(*e) for e in view), view.index, view.term)
+    follower.restore((Entry(*e) for e in view), view.index, view.term, view.clock_ms)
     assert (follower.applied_index, follower.applied_term) == (len(before), 1 if before else 0)
     assert _state(follower) == _state(leader)
     assert _run(leader, after) == _run(follower, after)
@@ -91,9 +91,12 @@ def test_reads_never_change_state(cmds: list[Command], data: st.DataObject) -> N
 def test_agrees_with_a_naive_model(cmds: list[Command]) -> None:
     sm = CacheStateMachine(purge_limit=1)
     model: dict[bytes, tuple[bytes, int | None]] = {}
+    clock = 0  # time never runs backwards
     for i, command in enumerate(cmds, start=1):
-        assert sm.apply(i, 1, command) == model_apply(model, command)
-        now = command.now_ms
+        clock = max(clock, command.now_ms)
+        assert sm.apply(i, 1, command) == model_apply(model, command, clock)
+        assert sm.clock_ms == clock
+        now = clock
         live = {k: v for k, v in model.items() if v[1] is None or v[1] > now}
         assert {k: (sm.get(k, now), sm.expire_time_ms(k, now)) for k in live} == {
             k: (v, -1 if e is None else e) for k, (v, e) in live.items()

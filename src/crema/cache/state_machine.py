@@ -4,9 +4,13 @@ Determinism rules (see ``docs/state-machine.md``):
 
 1. ``apply`` depends only on the current state and the command. Time comes
    only from the command's leader-stamped ``now_ms``; no clock is read.
-2. A key is live while ``now_ms < expiry_ms``. Commands treat an expired key
-   as missing; before each command, at most ``purge_limit`` expired entries
-   are removed in ``(expiry_ms, key)`` order, so apply cost stays flat.
+   The state machine's time is ``clock_ms``, the largest ``now_ms`` applied
+   so far, so time never runs backwards even if a new leader's clock is
+   behind: once expired, a key stays expired, whether purged yet or not.
+2. A key is live while ``clock_ms < expiry_ms``. Commands treat an expired
+   key as missing; before each command, at most ``purge_limit`` expired
+   entries are removed in ``(expiry_ms, key)`` order, so apply cost stays
+   flat. Purge progress is therefore never visible in a result.
 3. The capacity bound evicts the least recently *written* entry, after
    purging expired ones. Reads never change state, so replicas whose local
    reads differ still evict alike.
@@ -102,7 +106,7 @@ class CacheStateMachine:
             MSet: self._mset,
             Noop: lambda c: None,
         }
-        self._now = 0
+        self._clock = 0  # the largest now_ms applied: time never runs backwards
 
     # ------------------------------------------------------------ progress
 
@@ -115,6 +119,17 @@ class CacheStateMachine:
     def applied_term(self) -> int:
         """Term of the last applied log entry (0 before any)."""
         return self._applied_term
+
+    @property
+    def clock_ms(self) -> int:
+        """The state machine's time: the largest ``now_ms`` applied (0 before any).
+
+        A leader should stamp new commands with at least this value (and at
+        least its last proposed stamp), so stamps in the log never decrease;
+        then a replica restored from a snapshot, whose clock starts from the
+        snapshot's, computes exactly what the others do.
+        """
+        return self._clock
 
     @property
     def capacity(self) -> int | None:
@@ -139,12 +154,22 @@ class CacheStateMachine:
         """
         self._advance(index, term)
 
-    def set_applied(self, index: int, term: int) -> None:
-        """Set the applied position unconditionally (after a snapshot restore)."""
-        if index < 0 or term < 0:
-            raise ValueError(f"index and term must be >= 0, got ({index}, {term})")
+    def set_applied(self, index: int, term: int, clock_ms: int = 0) -> None:
+        """Set the applied position unconditionally (after a snapshot restore).
+
+        Args:
+            index: index of the snapshot's last entry.
+            term: term of that entry.
+            clock_ms: the state machine time to resume from (the view's
+                ``clock_ms`` when known, else 0: the next command's stamp).
+        """
+        if index < 0 or term < 0 or clock_ms < 0:
+            raise ValueError(
+                f"index, term and clock must be >= 0, got ({index}, {term}, {clock_ms})"
+            )
         self._applied_index = index
         self._applied_term = term
+        self._clock = clock_ms
 
     # --------------------------------------------------------------- apply
 
@@ -159,10 +184,9 @@ class CacheStateMachine:
             ValueError: entries applied out of order (a caller bug).
         """
         self._advance(index, term)
-        now = command.now_ms
-        self._now = now
+        self._clock = max(self._clock, command.now_ms)
         if self._purge_limit:
-            self._store.purge_expired(now, self._purge_limit)
+            self._store.purge_expired(self._clock, self._purge_limit)
         return self._handlers[type(command)](command)
 
     def apply_encoded(self, index: int, term: int, data: bytes) -> Result:
@@ -179,13 +203,13 @@ class CacheStateMachine:
         return self.apply(index, term, decode_command(data))
 
     def _put(self, key: bytes, value: bytes, expiry_ms: int | None) -> None:
-        if expiry_ms is not None and expiry_ms <= self._now:
+        if expiry_ms is not None and expiry_ms <= self._clock:
             self._store.delete(key)
         else:
-            self._store.write(key, value, expiry_ms, self._now)
+            self._store.write(key, value, expiry_ms, self._clock)
 
     def _set(self, c: Set) -> Result:
-        entry = self._store.live(c.key, c.now_ms)
+        entry = self._store.live(c.key, self._clock)
         old = None if entry is None else entry[0]
         if (c.condition is SetCondition.NX and entry is not None) or (
             c.condition is SetCondition.XX and entry is None
@@ -200,7 +224,7 @@ class CacheStateMachine:
     def _delete(self, c: Delete) -> Result:
         count = 0
         for key in c.keys:
-            if self._store.live(key, c.now_ms) is not None:
+            if self._store.live(key, self._clock) is not None:
                 count += 1
             self._store.delete(key)
         return count
@@ -210,7 +234,7 @@ class CacheStateMachine:
         return OK
 
     def _expire(self, c: Expire) -> Result:
-        entry = self._store.live(c.key, c.now_ms)
+        entry = self._store.live(c.key, self._clock)
         if entry is None:
             return 0
         current, new = entry[1], c.expiry_ms
@@ -226,14 +250,14 @@ class CacheStateMachine:
         return 1
 
     def _persist(self, c: Persist) -> Result:
-        entry = self._store.live(c.key, c.now_ms)
+        entry = self._store.live(c.key, self._clock)
         if entry is None or entry[1] is None:
             return 0
         self._put(c.key, entry[0], None)
         return 1
 
     def _incr_by(self, c: IncrBy) -> Result:
-        entry = self._store.live(c.key, c.now_ms)
+        entry = self._store.live(c.key, self._clock)
         if entry is None:
             current, expiry = 0, None
         else:
@@ -248,7 +272,7 @@ class CacheStateMachine:
         return result
 
     def _append(self, c: Append) -> Result:
-        entry = self._store.live(c.key, c.now_ms)
+        entry = self._store.live(c.key, self._clock)
         if entry is None:
             value, expiry = c.value, None
         else:
@@ -259,7 +283,7 @@ class CacheStateMachine:
         return len(value)
 
     def _get_del(self, c: GetDel) -> Result:
-        entry = self._store.live(c.key, c.now_ms)
+        entry = self._store.live(c.key, self._clock)
         self._store.delete(c.key)
         return None if entry is None else entry[0]
 
@@ -339,9 +363,10 @@ class CacheStateMachine:
         Iterating it yields ``(key, value, expiry_ms | None)`` in write order,
         expired-but-unpurged entries included, so replicas at the same index
         produce byte-identical snapshot bodies. ``view.index`` and
-        ``view.term`` give the position it was taken at.
+        ``view.term`` give the position it was taken at, ``view.clock_ms``
+        the state machine time then.
         """
-        return self._store.view(self._applied_index, self._applied_term)
+        return self._store.view(self._applied_index, self._applied_term, self._clock)
 
     def restore_entries(self, entries: Iterable[EntryLike]) -> None:
         """Replace the whole contents with ``entries`` (``RestoreTarget``).
@@ -358,9 +383,13 @@ class CacheStateMachine:
         """
         self._store = Store.from_entries(entries, self._store.capacity)
 
-    def restore(self, entries: Iterable[EntryLike], index: int, term: int) -> None:
+    def restore(
+        self, entries: Iterable[EntryLike], index: int, term: int, clock_ms: int = 0
+    ) -> None:
         """Restore ``entries`` and set the applied position, all or nothing."""
-        if index < 0 or term < 0:
-            raise ValueError(f"index and term must be >= 0, got ({index}, {term})")
+        if index < 0 or term < 0 or clock_ms < 0:
+            raise ValueError(
+                f"index, term and clock must be >= 0, got ({index}, {term}, {clock_ms})"
+            )
         self.restore_entries(entries)
-        self.set_applied(index, term)
+        self.set_applied(index, term, clock_ms)

@@ -57,32 +57,33 @@ class EntryLike(Protocol):
 class EntriesView:
     """An immutable view of every stored entry as of one applied index.
 
-    Holds shallow copies of the store's tables (references only), so it stays
-    valid and unchanged while the state machine keeps applying commands; it
-    can be iterated later, off the event loop. Iteration yields
-    ``(key, value, expiry_ms | None)`` in write order, so two replicas at the
-    same index yield identical sequences. Expired-but-unpurged entries are
-    included: the view is the exact replicated state.
+    Taking it costs one shallow copy of the key table (references only, the
+    C-level ``dict.copy``), so it stays valid and unchanged while the state
+    machine keeps applying commands. Iterating it, later and off the event
+    loop, sorts by write order and yields ``(key, value, expiry_ms | None)``;
+    two replicas at the same index yield identical sequences.
+    Expired-but-unpurged entries are included: the view is the exact
+    replicated state.
     """
 
-    __slots__ = ("_data", "_order", "index", "term")
+    __slots__ = ("_data", "clock_ms", "index", "term")
 
-    def __init__(
-        self, index: int, term: int, order: dict[int, bytes], data: dict[bytes, Entry]
-    ) -> None:
+    def __init__(self, index: int, term: int, clock_ms: int, data: dict[bytes, Entry]) -> None:
         self.index = index
         self.term = term
-        self._order = order
+        self.clock_ms = clock_ms
         self._data = data
 
     def __len__(self) -> int:
         return len(self._data)
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes, int | None]]:
-        data = self._data
-        for key in self._order.values():
-            value, expiry, _ = data[key]
+        for key, (value, expiry, _) in sorted(self._data.items(), key=_write_seq):
             yield key, value, expiry
+
+
+def _write_seq(item: tuple[bytes, Entry]) -> int:
+    return item[1][2]
 
 
 class Store:
@@ -150,9 +151,9 @@ class Store:
             seq += 1
         return (0 if seq >= end else seq - 1), out
 
-    def view(self, index: int, term: int) -> EntriesView:
+    def view(self, index: int, term: int, clock_ms: int) -> EntriesView:
         """A consistent, immutable :class:`EntriesView` of the current contents."""
-        return EntriesView(index, term, self._order.copy(), self._data.copy())
+        return EntriesView(index, term, clock_ms, self._data.copy())
 
     # ------------------------------------------------------------- mutations
 
