@@ -132,6 +132,14 @@ def _pack(obj: object) -> bytes:
         _pack([1, 1, 5, b"k", b"v", None, 0, 4]),  # unknown SET flag
         _pack([1, 1, 5, b"k", b"v", 3, 0, 1]),  # keep_ttl with expiry
         _pack([1, 1, 5, b"k", b"v", 2**63, 0, 0]),  # expiry out of int64
+        _pack([1, 1, 5, b"k", b"v", True, 0, 0]),  # bool expiry
+        _pack([1, 1, 5, b"k", b"v", None, False, 0]),  # bool condition
+        _pack([1, 1, 5, b"k", b"v", None, 0, True]),  # bool flags
+        _pack([1, 1, 5, b"k", b"v", None, -1, 0]),
+        _pack([1, 1, 5, b"k", None, None, 0, 0]),  # nil value
+        _pack([1, 1, 5, b"k", b"v", None, 0]),  # SET missing a field
+        _pack([1, 1, 2**64 - 1, b"k", b"v", None, 0, 0]),  # now_ms beyond int64
+        _pack([1, 6, 5, b"k", 2**63]),  # delta beyond int64
         _pack([1, 2, 5, []]),  # DEL without keys
         _pack([1, 2, 5, b"k"]),  # DEL keys not an array
         _pack([1, 4, 5, b"k", 1, 9]),  # unknown EXPIRE condition
