@@ -61,6 +61,14 @@ _FAIL_OVERFLOW: Final = CommandFailure(OVERFLOW)
 _FAIL_TOO_LARGE: Final = CommandFailure(TOO_LARGE)
 _MAX_INT_CHARS: Final = 20
 
+# Enum member lookups cost as much as a dict write here: bind them once.
+_ALWAYS: Final = SetCondition.ALWAYS
+_NX: Final = SetCondition.NX
+_EXPIRE_NX: Final = ExpireCondition.NX
+_EXPIRE_XX: Final = ExpireCondition.XX
+_EXPIRE_GT: Final = ExpireCondition.GT
+_EXPIRE_LT: Final = ExpireCondition.LT
+
 
 def parse_int64(raw: bytes) -> int | None:
     """Parse ``raw`` as Redis's ``string2ll`` does, or return None.
@@ -211,9 +219,8 @@ class CacheStateMachine:
     def _set(self, c: Set) -> Result:
         entry = self._store.live(c.key, self._clock)
         old = None if entry is None else entry[0]
-        if (c.condition is SetCondition.NX and entry is not None) or (
-            c.condition is SetCondition.XX and entry is None
-        ):
+        cond = c.condition
+        if cond is not _ALWAYS and ((cond is _NX) == (entry is not None)):
             return old if c.get else None
         expiry = c.expiry_ms
         if c.keep_ttl and entry is not None:
@@ -240,10 +247,10 @@ class CacheStateMachine:
         current, new = entry[1], c.expiry_ms
         cond = c.condition
         if (
-            (cond is ExpireCondition.NX and current is not None)
-            or (cond is ExpireCondition.XX and current is None)
-            or (cond is ExpireCondition.GT and (current is None or new <= current))
-            or (cond is ExpireCondition.LT and current is not None and new >= current)
+            (cond is _EXPIRE_NX and current is not None)
+            or (cond is _EXPIRE_XX and current is None)
+            or (cond is _EXPIRE_GT and (current is None or new <= current))
+            or (cond is _EXPIRE_LT and current is not None and new >= current)
         ):
             return 0
         self._put(c.key, entry[0], new)
