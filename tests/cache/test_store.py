@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from crema.cache import CacheStateMachine, glob_match
 from crema.cache.commands import Clear, Command, Delete, Expire, MSet, Noop, Set
+from crema.cache.glob import _compile, compile_pattern, match_tokens, tokenize
 from crema.cache.results import Result
 from crema.cache.store import Store
 
@@ -239,3 +240,27 @@ def test_keys_with_pattern() -> None:
     m(MSet(((b"one", b"1"), (b"two", b"2"), (b"three", b"3")), T))
     assert m.sm.keys(b"t*", T) == [b"two", b"three"]
     assert m.sm.keys(b"*o*", T) == [b"one", b"two"]
+
+
+GLOB_ALPHABET = st.sampled_from([b"*", b"?", b"[", b"]", b"^", b"-", b"\\", b"a", b"b", b"c"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(GLOB_ALPHABET, max_size=10).map(b"".join),
+    st.lists(st.sampled_from([b"a", b"b", b"c", b"-", b"]", b"\\", b"^", b"*"]), max_size=8).map(
+        b"".join
+    ),
+)
+def test_glob_matchers_agree(pattern: bytes, key: bytes) -> None:
+    """The regex translation and the two-pointer matcher implement one syntax."""
+    by_regex = _compile(pattern).match(key) is not None
+    assert match_tokens(tokenize(pattern), key) is by_regex
+    assert glob_match(pattern, key) is by_regex
+
+
+def test_many_stars_do_not_backtrack_exponentially() -> None:
+    # A regex takes seconds here (minutes with a longer key).
+    assert not glob_match(b"*a*a*a*a*a*a*a*a*b", b"a" * 200)
+    assert glob_match(b"*a*a*a*a*a*a*a*a*b", b"a" * 200 + b"b")
+    assert compile_pattern(b"*x*y*")(b"__x__y__")

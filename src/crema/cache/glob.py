@@ -8,7 +8,11 @@ The syntax of Redis's ``stringmatchlen`` (``KEYS``, ``SCAN MATCH``):
   ends at the end of the pattern; ``[]`` matches nothing;
 - ``\\x`` outside a set is a literal ``x``; a trailing lone ``\\`` is literal.
 
-Patterns are translated once to a compiled bytes regex (cached).
+A pattern with at most one ``*`` is translated to a compiled bytes regex
+(cached), which cannot backtrack badly with a single ``.*``. With more stars a
+regex can take exponential time (``*a*a*a*a*a*a*b`` against 60 ``a`` takes
+seconds), so such patterns run a two-pointer wildcard matcher instead, which
+is O(len(pattern) * len(key)) in the worst case.
 """
 
 from __future__ import annotations
@@ -77,6 +81,85 @@ def _compile(pattern: bytes) -> re.Pattern[bytes]:
     return re.compile(b"".join(out) + rb"\Z", re.DOTALL)
 
 
+_STAR = None
+_ANY = frozenset(range(256))
+Token = frozenset[int] | None
+"""One byte class (the bytes it accepts) or ``None`` for ``*``."""
+
+
+def _set_token(pattern: bytes, i: int) -> tuple[frozenset[int], int]:
+    """Parse the set starting after ``[`` at ``i``, exactly as ``_translate_set``."""
+    negate = i < len(pattern) and pattern[i] == ord("^")
+    if negate:
+        i += 1
+    members: set[int] = set()
+    while i < len(pattern):
+        c = pattern[i]
+        if c == ord("]"):
+            i += 1
+            break
+        if c == ord("\\") and i + 1 < len(pattern):
+            members.add(pattern[i + 1])
+            i += 2
+        elif i + 2 < len(pattern) and pattern[i + 1] == ord("-"):
+            low, high = sorted((c, pattern[i + 2]))
+            members.update(range(low, high + 1))
+            i += 3
+        else:
+            members.add(c)
+            i += 1
+    return (_ANY - members if negate else frozenset(members)), i
+
+
+@functools.lru_cache(maxsize=_MAX_CACHED)
+def tokenize(pattern: bytes) -> tuple[Token, ...]:
+    """The pattern as a sequence of byte classes and stars (runs of ``*`` merged)."""
+    out: list[Token] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == ord("*"):
+            if not out or out[-1] is not _STAR:
+                out.append(_STAR)
+        elif c == ord("?"):
+            out.append(_ANY)
+        elif c == ord("["):
+            token, i = _set_token(pattern, i + 1)
+            out.append(token)
+            continue
+        elif c == ord("\\") and i + 1 < len(pattern):
+            i += 1
+            out.append(frozenset((pattern[i],)))
+        else:
+            out.append(frozenset((c,)))
+        i += 1
+    return tuple(out)
+
+
+def match_tokens(tokens: tuple[Token, ...], key: bytes) -> bool:
+    """Two-pointer wildcard match: on a mismatch, retry from the last star."""
+    p = i = 0
+    star = -1
+    mark = 0
+    n = len(tokens)
+    while i < len(key):
+        token = tokens[p] if p < n else _ANY
+        if p < n and token is not _STAR and key[i] in token:
+            p += 1
+            i += 1
+        elif p < n and token is _STAR:
+            star, mark = p, i
+            p += 1
+        elif star >= 0:
+            mark += 1
+            p, i = star + 1, mark
+        else:
+            return False
+    while p < n and tokens[p] is _STAR:
+        p += 1
+    return p == n
+
+
 def compile_pattern(pattern: bytes) -> Callable[[bytes], bool]:
     """A predicate telling whether a key matches the Redis glob ``pattern``.
 
@@ -88,10 +171,13 @@ def compile_pattern(pattern: bytes) -> Callable[[bytes], bool]:
     """
     if pattern == b"*":
         return lambda key: True
+    tokens = tokenize(pattern)
+    if tokens.count(_STAR) > 1:
+        return lambda key: match_tokens(tokens, key)
     match = _compile(pattern).match
     return lambda key: match(key) is not None
 
 
 def glob_match(pattern: bytes, key: bytes) -> bool:
     """Whether ``key`` matches the Redis glob ``pattern``."""
-    return _compile(pattern).match(key) is not None
+    return compile_pattern(pattern)(key)
