@@ -40,7 +40,7 @@ def _state(sm: CacheStateMachine) -> list[tuple[bytes, bytes, int | None]]:
     return list(sm.entries_view())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(COMMAND_LISTS, st.none() | st.integers(1, 4), st.integers(0, 3))
 def test_replicas_agree(cmds: list[Command], capacity: int | None, purge_limit: int) -> None:
     one = CacheStateMachine(capacity, purge_limit)
@@ -86,7 +86,7 @@ def test_reads_never_change_state(cmds: list[Command], data: st.DataObject) -> N
     assert _state(quiet) == _state(busy)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(COMMAND_LISTS)
 def test_agrees_with_a_naive_model(cmds: list[Command]) -> None:
     sm = CacheStateMachine(purge_limit=1)
