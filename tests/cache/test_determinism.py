@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crema.cache import CacheStateMachine, decode_command, encode_command
-from crema.cache.commands import Command, Expire, IncrBy, MSet, Noop, Set
+from crema.cache.commands import Clear, Command, Expire, IncrBy, MSet, Noop, Set
 from crema.errors import SnapshotError
 
 from .model import model_apply
@@ -222,3 +222,37 @@ def test_restore_empty() -> None:
     assert (sm.applied_index, sm.applied_term) == (10, 2)
     with pytest.raises(ValueError):
         sm.restore([], -1, 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(COMMAND_LISTS, st.sets(st.integers(1, 60)), st.none() | st.integers(1, 4))
+def test_views_stay_frozen_under_every_mutation(
+    cmds: list[Command], taken_at: set[int], capacity: int | None
+) -> None:
+    sm = CacheStateMachine(capacity, purge_limit=2)
+    views = []
+    for i, command in enumerate(cmds, start=1):
+        if i in taken_at:
+            view = sm.entries_view()
+            views.append((view, list(view), len(view)))
+        sm.apply(i, 1, command)
+    for view, expected, length in views:
+        assert list(view) == expected
+        assert len(view) == length == len(expected)
+
+
+def test_view_survives_renumbering_and_clear() -> None:
+    sm = CacheStateMachine()
+    sm.apply(1, 1, MSet(tuple((b"k%d" % i, b"%d" % i) for i in range(200)), T))
+    view = sm.entries_view()
+    expected = list(view)
+    index = 1
+    for i in range(3000):  # forces a renumbering, which rewrites every entry
+        index += 1
+        sm.apply(index, 1, Set(b"k%d" % (i % 7), b"new", T))
+    assert list(view) == expected
+    second = sm.entries_view()
+    sm.apply(index + 1, 1, Clear(T))
+    assert list(view) == expected
+    assert len(second) == 200
+    assert len(sm) == 0

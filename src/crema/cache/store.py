@@ -17,13 +17,19 @@ Rules (see ``docs/state-machine.md``):
   only while the entry still has that exact expiry.
 - The store holds expired entries until they are purged; purging happens in
   ``(expiry_ms, key)`` order, so it is deterministic too.
+- The key table is split into :data:`SHARDS` dicts by ``hash(key)`` so that a
+  snapshot view is copy-on-write per shard: taking a view only marks every
+  shard shared (O(SHARDS)); the first later mutation of a shared shard copies
+  that shard alone. Hashes differ between processes, but nothing observable
+  depends on which shard holds a key: every ordered walk uses ``seq``.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from itertools import chain
+from typing import Final, Protocol
 
 from crema.cache.glob import compile_pattern
 from crema.errors import SnapshotError
@@ -31,7 +37,12 @@ from crema.errors import SnapshotError
 Entry = tuple[bytes, int | None, int]
 """A stored entry: (value, expiry_ms or None, write sequence number)."""
 
-_SLACK = 1024
+SHARDS: Final = 64
+"""Copy-on-write units of the key table (a power of two)."""
+
+_MASK: Final = SHARDS - 1
+
+_SLACK: Final = 1024
 """Lower bound on garbage (stale heap items, seq gaps) before a rebuild."""
 
 
@@ -57,8 +68,9 @@ class EntryLike(Protocol):
 class EntriesView:
     """An immutable view of every stored entry as of one applied index.
 
-    Taking it costs one shallow copy of the key table (references only, the
-    C-level ``dict.copy``), so it stays valid and unchanged while the state
+    Taking it costs O(:data:`SHARDS`): it keeps the store's shard tables,
+    which the store never mutates again (it copies a shard before its next
+    write to it). So the view stays valid and unchanged while the state
     machine keeps applying commands. Iterating it, later and off the event
     loop, sorts by write order and yields ``(key, value, expiry_ms | None)``;
     two replicas at the same index yield identical sequences.
@@ -66,19 +78,23 @@ class EntriesView:
     replicated state.
     """
 
-    __slots__ = ("_data", "clock_ms", "index", "term")
+    __slots__ = ("_count", "_shards", "clock_ms", "index", "term")
 
-    def __init__(self, index: int, term: int, clock_ms: int, data: dict[bytes, Entry]) -> None:
+    def __init__(
+        self, index: int, term: int, clock_ms: int, shards: tuple[dict[bytes, Entry], ...]
+    ) -> None:
         self.index = index
         self.term = term
         self.clock_ms = clock_ms
-        self._data = data
+        self._shards = shards
+        self._count = sum(map(len, shards))
 
     def __len__(self) -> int:
-        return len(self._data)
+        return self._count
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes, int | None]]:
-        for key, (value, expiry, _) in sorted(self._data.items(), key=_write_seq):
+        items = chain.from_iterable(shard.items() for shard in self._shards)
+        for key, (value, expiry, _) in sorted(items, key=_write_seq):
             yield key, value, expiry
 
 
@@ -97,20 +113,33 @@ class Store:
         if capacity is not None and capacity < 1:
             raise ValueError(f"capacity must be >= 1 or None, got {capacity}")
         self.capacity = capacity
-        self._data: dict[bytes, Entry] = {}
+        self._shards: list[dict[bytes, Entry]] = [{} for _ in range(SHARDS)]
+        self._shared: set[int] = set()  # shards a view holds: copy before mutating
+        self._count = 0
         self._order: dict[int, bytes] = {}
         self._heap: list[tuple[int, bytes]] = []
         self._next_seq = 1
         self._low_seq = 1  # no live entry has a smaller seq
 
+    def _own(self, key: bytes) -> dict[bytes, Entry]:
+        """The shard of ``key``, copied first if a view still holds it."""
+        i = hash(key) & _MASK
+        if self._shared and i in self._shared:
+            self._shared.discard(i)
+            self._shards[i] = self._shards[i].copy()
+        return self._shards[i]
+
+    def _entry(self, key: bytes) -> Entry:
+        return self._shards[hash(key) & _MASK][key]
+
     # ----------------------------------------------------------------- reads
 
     def __len__(self) -> int:
-        return len(self._data)
+        return self._count
 
     def live(self, key: bytes, now_ms: int) -> Entry | None:
         """The entry of ``key`` if it is stored and not expired at ``now_ms``."""
-        entry = self._data.get(key)
+        entry = self._shards[hash(key) & _MASK].get(key)
         if entry is None:
             return None
         expiry = entry[1]
@@ -121,10 +150,10 @@ class Store:
     def keys(self, now_ms: int, pattern: bytes | None = None) -> list[bytes]:
         """Live keys matching ``pattern`` (all when None), in write order."""
         matches = _matcher(pattern)
-        data = self._data
+        shards = self._shards
         out: list[bytes] = []
         for key in self._order.values():
-            expiry = data[key][1]
+            expiry = shards[hash(key) & _MASK][key][1]
             if (expiry is None or expiry > now_ms) and matches(key):
                 out.append(key)
         return out
@@ -136,7 +165,7 @@ class Store:
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
         matches = _matcher(pattern)
-        order, data, end = self._order, self._data, self._next_seq
+        order, shards, end = self._order, self._shards, self._next_seq
         seq = max(cursor + 1, self._low_seq)
         examined = slots = 0
         out: list[bytes] = []
@@ -145,7 +174,7 @@ class Store:
             slots += 1
             if key is not None:
                 examined += 1
-                expiry = data[key][1]
+                expiry = shards[hash(key) & _MASK][key][1]
                 if (expiry is None or expiry > now_ms) and matches(key):
                     out.append(key)
             seq += 1
@@ -153,7 +182,8 @@ class Store:
 
     def view(self, index: int, term: int, clock_ms: int) -> EntriesView:
         """A consistent, immutable :class:`EntriesView` of the current contents."""
-        return EntriesView(index, term, clock_ms, self._data.copy())
+        self._shared = set(range(SHARDS))
+        return EntriesView(index, term, clock_ms, tuple(self._shards))
 
     # ------------------------------------------------------------- mutations
 
@@ -163,34 +193,39 @@ class Store:
         The caller handles an expiry at or before ``now_ms`` (by deleting
         instead); ``now_ms`` is used only to purge before a capacity eviction.
         """
-        data, order = self._data, self._order
-        old = data.get(key)
-        if old is not None:
+        shard, order = self._own(key), self._order
+        old = shard.get(key)
+        if old is None:
+            self._count += 1
+        else:
             del order[old[2]]
         seq = self._next_seq
         self._next_seq = seq + 1
-        data[key] = (value, expiry_ms, seq)
+        shard[key] = (value, expiry_ms, seq)
         order[seq] = key
         if expiry_ms is not None and (old is None or old[1] != expiry_ms):
             heapq.heappush(self._heap, (expiry_ms, key))
-            if len(self._heap) > 2 * len(data) + _SLACK:
+            if len(self._heap) > 2 * self._count + _SLACK:
                 self._rebuild_heap()
-        if self.capacity is not None and len(data) > self.capacity:
+        if self.capacity is not None and self._count > self.capacity:
             self._evict(now_ms)
-        if seq - self._low_seq > 4 * len(data) + _SLACK:
+        if seq - self._low_seq > 4 * self._count + _SLACK:
             self._renumber()
 
     def delete(self, key: bytes) -> bool:
         """Remove ``key`` (live or expired); return whether it was stored."""
-        entry = self._data.pop(key, None)
-        if entry is None:
+        if key not in self._shards[hash(key) & _MASK]:
             return False
+        entry = self._own(key).pop(key)
         del self._order[entry[2]]
+        self._count -= 1
         return True
 
     def clear(self) -> None:
         """Remove every entry (sequence numbers keep growing)."""
-        self._data = {}
+        self._shards = [{} for _ in range(SHARDS)]
+        self._shared = set()
+        self._count = 0
         self._order = {}
         self._heap = []
         self._low_seq = self._next_seq
@@ -201,14 +236,13 @@ class Store:
         Entries go in ``(expiry_ms, key)`` order, so every replica purges the
         same ones. Returns how many were removed.
         """
-        heap, data = self._heap, self._data
+        heap = self._heap
         removed = 0
         while heap and heap[0][0] <= now_ms and (limit is None or removed < limit):
             expiry, key = heapq.heappop(heap)
-            entry = data.get(key)
+            entry = self._shards[hash(key) & _MASK].get(key)
             if entry is not None and entry[1] == expiry:
-                del data[key]
-                del self._order[entry[2]]
+                self.delete(key)
                 removed += 1
         return removed
 
@@ -216,29 +250,30 @@ class Store:
         # Expired entries go first, so no live key is evicted while dead ones
         # take room. Amortised: each heap item is popped once.
         self.purge_expired(now_ms, None)
-        order, data = self._order, self._data
+        order = self._order
         seq = self._low_seq
-        while self.capacity is not None and len(data) > self.capacity:
+        while self.capacity is not None and self._count > self.capacity:
             key = order.get(seq)
             if key is not None:
-                del order[seq]
-                del data[key]
+                self.delete(key)
             seq += 1
         self._low_seq = seq
 
     def _rebuild_heap(self) -> None:
-        self._heap = [(e[1], k) for k, e in self._data.items() if e[1] is not None]
+        self._heap = [
+            (e[1], k) for shard in self._shards for k, e in shard.items() if e[1] is not None
+        ]
         heapq.heapify(self._heap)
 
     def _renumber(self) -> None:
         # Give every entry a fresh seq above all old ones, keeping write
         # order. A SCAN cursor from before may then revisit keys, never skip.
         base = self._next_seq
-        data = self._data
         order: dict[int, bytes] = {}
         for offset, key in enumerate(self._order.values()):
-            value, expiry, _ = data[key]
-            data[key] = (value, expiry, base + offset)
+            shard = self._own(key)
+            value, expiry, _ = shard[key]
+            shard[key] = (value, expiry, base + offset)
             order[base + offset] = key
         self._order = order
         self._low_seq = base
@@ -258,24 +293,25 @@ class Store:
                 or repeats a key.
         """
         store = cls(capacity)
-        data, order = store._data, store._order
+        shards, order = store._shards, store._order
         seq = 0
         for entry in entries:
             key, value, expiry = entry.key, entry.value, entry.expiry_ms
             _check_entry(key, value, expiry)
-            if key in data:
+            shard = shards[hash(key) & _MASK]
+            if key in shard:
                 raise SnapshotError(f"duplicate key in snapshot entries: {key[:64]!r}")
             seq += 1
-            data[key] = (value, expiry, seq)
+            shard[key] = (value, expiry, seq)
             order[seq] = key
+        store._count = seq
         store._next_seq = seq + 1
-        store._rebuild_heap()
-        if capacity is not None and len(data) > capacity:
+        if capacity is not None and seq > capacity:
             # Evict oldest-written without purging: restore keeps exact state.
-            for old_seq in range(1, len(data) - capacity + 1):
-                del data[order.pop(old_seq)]
-            store._low_seq = next(iter(order))
-            store._rebuild_heap()
+            for old_seq in range(1, seq - capacity + 1):
+                store.delete(order[old_seq])
+            store._low_seq = seq - capacity + 1
+        store._rebuild_heap()
         return store
 
 
