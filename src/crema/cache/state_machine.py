@@ -87,6 +87,11 @@ def parse_int64(raw: bytes) -> int | None:
     return value if INT64_MIN <= value <= INT64_MAX else None
 
 
+def _check_position(index: int, term: int, clock_ms: int) -> None:
+    if index < 0 or term < 0 or clock_ms < 0:
+        raise ValueError(f"index, term and clock must be >= 0, got {(index, term, clock_ms)}")
+
+
 class CacheStateMachine:
     """Applies committed commands to the key space; serves local reads.
 
@@ -171,10 +176,7 @@ class CacheStateMachine:
             clock_ms: the state machine time to resume from (the view's
                 ``clock_ms`` when known, else 0: the next command's stamp).
         """
-        if index < 0 or term < 0 or clock_ms < 0:
-            raise ValueError(
-                f"index, term and clock must be >= 0, got ({index}, {term}, {clock_ms})"
-            )
+        _check_position(index, term, clock_ms)
         self._applied_index = index
         self._applied_term = term
         self._clock = clock_ms
@@ -190,12 +192,14 @@ class CacheStateMachine:
 
         Raises:
             ValueError: entries applied out of order (a caller bug).
+            KeyError: ``command`` is not one of the command classes.
         """
+        handler = self._handlers[type(command)]
         self._advance(index, term)
         self._clock = max(self._clock, command.now_ms)
         if self._purge_limit:
             self._store.purge_expired(self._clock, self._purge_limit)
-        return self._handlers[type(command)](command)
+        return handler(command)
 
     def apply_encoded(self, index: int, term: int, data: bytes) -> Result:
         """Decode and apply the data of a normal log entry (empty: no-op).
@@ -394,9 +398,6 @@ class CacheStateMachine:
         self, entries: Iterable[EntryLike], index: int, term: int, clock_ms: int = 0
     ) -> None:
         """Restore ``entries`` and set the applied position, all or nothing."""
-        if index < 0 or term < 0 or clock_ms < 0:
-            raise ValueError(
-                f"index, term and clock must be >= 0, got ({index}, {term}, {clock_ms})"
-            )
+        _check_position(index, term, clock_ms)
         self.restore_entries(entries)
         self.set_applied(index, term, clock_ms)
