@@ -144,14 +144,16 @@ class CommandDecodeError(CremaError, ValueError):
 
 
 class CommandTooLargeError(CremaError, ValueError):
-    """A command encodes to more bytes than one Raft log entry may carry.
+    """A command is larger than one Raft log entry may carry; it was not proposed.
 
     Attributes:
-        size: the encoded size in bytes.
-        limit: the maximum allowed size in bytes.
+        size: the command's size, in ``unit``.
+        limit: the maximum allowed, in ``unit``.
+        unit: ``"bytes"`` (encoded size) or ``"keys"`` (keys in one command).
     """
 
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"command encodes to {size} bytes, more than the limit of {limit}")
+    def __init__(self, size: int, limit: int, unit: str = "bytes") -> None:
+        super().__init__(f"command has {size} {unit}, more than the limit of {limit}")
         self.size = size
         self.limit = limit
+        self.unit = unit

@@ -192,6 +192,7 @@ def test_size_limits(monkeypatch: pytest.MonkeyPatch) -> None:
         encode_command(big)
     assert info.value.limit == 100
     assert info.value.size > 100
+    assert info.value.unit == "bytes"
     monkeypatch.undo()
     with pytest.raises(CommandDecodeError):
         decode_command(b"\x00" * (codec.MAX_COMMAND_BYTES + 1))
@@ -202,8 +203,9 @@ def test_key_count_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(codec, "MAX_KEYS_PER_COMMAND", 2)
     with pytest.raises(CommandDecodeError):
         decode_command(data)
-    with pytest.raises(CommandTooLargeError):
+    with pytest.raises(CommandTooLargeError) as info:
         encode_command(Delete((b"a", b"b", b"c"), 0))
+    assert (info.value.size, info.value.limit, info.value.unit) == (3, 2, "keys")
     assert MAX_KEYS_PER_COMMAND == 1 << 20
 
 

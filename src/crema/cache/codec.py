@@ -110,10 +110,11 @@ def encode_command(command: Command) -> bytes:
             (the command cannot be proposed; nothing was applied).
         TypeError: ``command`` is not a command.
     """
+    count = _key_count(command)
+    if count > MAX_KEYS_PER_COMMAND:
+        raise CommandTooLargeError(count, MAX_KEYS_PER_COMMAND, "keys")
     data: bytes = msgpack.packb([VERSION, *_fields(command)], use_bin_type=True)
     if len(data) > MAX_COMMAND_BYTES:
-        raise CommandTooLargeError(len(data), MAX_COMMAND_BYTES)
-    if _key_count(command) > MAX_KEYS_PER_COMMAND:
         raise CommandTooLargeError(len(data), MAX_COMMAND_BYTES)
     return data
 
