@@ -6,7 +6,9 @@ The syntax of Redis's ``stringmatchlen`` (``KEYS``, ``SCAN MATCH``):
 - ``[abc]`` one of a set, ``[^abc]`` none of it, ``[a-z]`` a range (ends in
   either order), ``\\x`` inside a set is a literal ``x``; an unterminated set
   ends at the end of the pattern; ``[]`` matches nothing;
-- ``\\x`` outside a set is a literal ``x``; a trailing lone ``\\`` is literal.
+- ``\\x`` outside a set is a literal ``x``; a trailing lone ``\\`` is literal;
+- an empty key matches only ``*`` and the empty pattern (Redis's matcher
+  stops before looking at the pattern; ``*`` is special-cased by KEYS/SCAN).
 
 A pattern with at most one ``*`` is translated to a compiled bytes regex
 (cached), which cannot backtrack badly with a single ``.*``. With more stars a
@@ -171,11 +173,14 @@ def compile_pattern(pattern: bytes) -> Callable[[bytes], bool]:
     """
     if pattern == b"*":
         return lambda key: True
+    if not pattern:
+        return lambda key: not key
     tokens = tokenize(pattern)
     if tokens.count(_STAR) > 1:
-        return lambda key: match_tokens(tokens, key)
+        return lambda key: bool(key) and match_tokens(tokens, key)
     match = _compile(pattern).match
-    return lambda key: match(key) is not None
+    # Redis's matcher never matches an empty key (except "*", a shortcut).
+    return lambda key: bool(key) and match(key) is not None
 
 
 def glob_match(pattern: bytes, key: bytes) -> bool:
