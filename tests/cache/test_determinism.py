@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crema.cache import CacheStateMachine, decode_command, encode_command
+from crema.cache import store as store_module
 from crema.cache.commands import Clear, Command, Expire, IncrBy, MSet, Noop, Set
 from crema.errors import SnapshotError
 
@@ -46,7 +47,10 @@ def test_replicas_agree(cmds: list[Command], capacity: int | None, purge_limit: 
     one = CacheStateMachine(capacity, purge_limit)
     two = CacheStateMachine(capacity, purge_limit)
     # The second replica gets its commands through the codec, like a follower.
-    results_one = _run(one, cmds)
+    results_one = []
+    for i, command in enumerate(cmds, start=1):
+        results_one.append(one.apply(i, 1, command))
+        one.check_invariants()
     results_two = _run(two, [decode_command(encode_command(c)) for c in cmds])
     assert results_one == results_two
     assert _state(one) == _state(two)
@@ -67,8 +71,10 @@ def test_restored_replica_continues_identically(
     follower.restore((Entry(*e) for e in view), view.index, view.term, view.clock_ms)
     assert (follower.applied_index, follower.applied_term) == (len(before), 1 if before else 0)
     assert _state(follower) == _state(leader)
+    follower.check_invariants()
     assert _run(leader, after) == _run(follower, after)
     assert _state(follower) == _state(leader)
+    follower.check_invariants()
 
 
 @settings(max_examples=60, deadline=None)
@@ -256,3 +262,26 @@ def test_view_survives_renumbering_and_clear() -> None:
     assert list(view) == expected
     assert len(second) == 200
     assert len(sm) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(COMMAND_LISTS, st.none() | st.integers(1, 4), st.sets(st.integers(1, 60)))
+def test_invariants_with_frequent_rebuilds(
+    cmds: list[Command], capacity: int | None, taken_at: set[int]
+) -> None:
+    """With no slack, heap rebuilds and renumbering happen all the time."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store_module, "_SLACK", 0)
+        sm = CacheStateMachine(capacity, purge_limit=1)
+        views, results = [], []
+        for i, command in enumerate(cmds, start=1):
+            if i in taken_at:
+                view = sm.entries_view()
+                views.append((view, list(view)))
+            results.append(sm.apply(i, 1, command))
+            sm.check_invariants()
+        for view, expected in views:
+            assert list(view) == expected
+    plain = CacheStateMachine(capacity, purge_limit=1)  # default slack
+    assert _run(plain, cmds) == results
+    assert _state(sm) == _state(plain)

@@ -104,6 +104,7 @@ def test_eviction_pointer_survives_gaps() -> None:
     m = Machine(capacity=100)
     for round_ in range(30):
         m(MSet(tuple((b"k%d" % (i % 150), b"%d" % round_) for i in range(200)), T))
+        m.sm.check_invariants()
     assert len(m.sm) == 100
 
 
@@ -183,6 +184,7 @@ def test_renumbering_keeps_order_and_scan_cursor_valid() -> None:
     for i in range(3000):  # many rewrites force a renumbering
         m(Set(b"b", b"%d" % i, T))
     assert m.sm.keys(b"*", T) == [b"a", b"c", b"b"]
+    m.sm.check_invariants()
     seen = set(first)
     while cursor:
         cursor, keys = m.sm.scan(cursor, T, count=1)

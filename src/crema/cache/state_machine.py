@@ -365,6 +365,10 @@ class CacheStateMachine:
         """
         return self._store.scan(cursor, now_ms, match, count)
 
+    def check_invariants(self) -> None:
+        """Verify the store's internal tables agree (for tests; O(n))."""
+        self._store.check_invariants()
+
     # ----------------------------------------------------- snapshot support
 
     def entries_view(self) -> EntriesView:

@@ -279,6 +279,25 @@ class Store:
         self._low_seq = base
         self._next_seq = base + len(order)
 
+    def check_invariants(self) -> None:
+        """Verify the internal tables agree (for tests; O(n)).
+
+        Raises:
+            AssertionError: an invariant is broken.
+        """
+        by_key = {k: e for shard in self._shards for k, e in shard.items()}
+        assert len(by_key) == self._count == len(self._order)
+        for i, shard in enumerate(self._shards):
+            assert all(hash(k) & _MASK == i for k in shard)
+        seqs = list(self._order)
+        assert seqs == sorted(seqs)
+        assert all(self._low_seq <= seq < self._next_seq for seq in seqs)
+        assert all(by_key[key][2] == seq for seq, key in self._order.items())
+        pending = set(self._heap)
+        assert all((e[1], k) in pending for k, e in by_key.items() if e[1] is not None)
+        if self.capacity is not None:
+            assert self._count <= self.capacity
+
     # --------------------------------------------------------------- restore
 
     @classmethod
