@@ -6,6 +6,16 @@ make restarts fast. See README.md and docs/ for the user guide.
 
 from __future__ import annotations
 
+from crema.checkpoint import (
+    CheckpointManager,
+    CheckpointPolicy,
+    RestoreTarget,
+    SnapshotEntry,
+    SnapshotInfo,
+    SnapshotMetadata,
+    SnapshotReader,
+    SnapshotWriter,
+)
 from crema.config import CheckpointConfig
 from crema.errors import (
     CompactedError,
@@ -26,6 +36,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointConfig",
+    "CheckpointManager",
+    "CheckpointPolicy",
     "CompactedError",
     "ConfigError",
     "CorruptLogError",
@@ -35,8 +47,14 @@ __all__ = [
     "NotLeaderError",
     "ProposalDroppedError",
     "RaftError",
+    "RestoreTarget",
     "SnapshotCorruptedError",
+    "SnapshotEntry",
     "SnapshotError",
+    "SnapshotInfo",
+    "SnapshotMetadata",
+    "SnapshotReader",
+    "SnapshotWriter",
     "StorageError",
     "__version__",
 ]

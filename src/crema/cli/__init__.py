@@ -11,10 +11,12 @@ snapshot), 2 usage errors and missing paths.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from crema import __version__
+from crema.cli import demo, snapshot
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -30,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="crema: a strongly consistent distributed cache built on Raft.",
     )
     parser.add_argument("--version", action="version", version=f"crema {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo.register(commands)
+    snapshot.register(commands)
     return parser
 
 
@@ -41,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(argv) if argv is not None else None)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    logging.basicConfig(level=logging.WARNING, format="crema: %(levelname)s: %(message)s")
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
