@@ -124,6 +124,35 @@ class NotLeaderError(ProposalDroppedError):
 
 
 # --------------------------------------------------------------------------
+# Client protocol (RESP)
+# --------------------------------------------------------------------------
+
+
+class ProtocolError(CremaError):
+    """A client sent bytes that are not a valid RESP request.
+
+    The message is Redis's wording (``Protocol error: invalid bulk length``);
+    the server replies ``-ERR <message>`` and closes the connection.
+    """
+
+
+class CommandError(CremaError):
+    """A client command was refused with a Redis-style error reply.
+
+    The connection stays open; the server replies ``-<code> <message>``.
+
+    Attributes:
+        code: the error prefix, such as ``ERR``, ``WRONGTYPE`` or ``TRYAGAIN``.
+        message: the text after the prefix.
+    """
+
+    def __init__(self, message: str, code: str = "ERR") -> None:
+        super().__init__(f"{code} {message}")
+        self.code = code
+        self.message = message
+
+
+# --------------------------------------------------------------------------
 # Replicated cache state machine
 # --------------------------------------------------------------------------
 
