@@ -11,6 +11,7 @@ from crema.cache.commands import Clear, Command, Delete, Expire, MSet, Noop, Set
 from crema.cache.glob import _compile, compile_pattern, match_tokens, tokenize
 from crema.cache.results import Result
 from crema.cache.store import Store
+from crema.server.glob import glob_match as server_glob_match
 
 T = 1_000_000
 
@@ -235,6 +236,13 @@ def test_clear_then_scan() -> None:
         (b"a+", b"aa", False),
         (b"*\n*", b"line\nbreak", True),
         (b"\xff*", b"\xff\x00", True),
+        # Ranges compare signed chars, as Redis on x86: 0x80-0xff sort below 0.
+        (b"[\x80-a]", b"^", True),
+        (b"[\x80-a]", b"\xff", True),
+        (b"[\x80-a]", b"b", False),
+        (b"[a-\x80]", b"\x90", True),  # reversed ends are swapped
+        (b"[\x00-\xff]", b"a", False),  # signed: the range is -1..0
+        (b"[\x00-\xff]", b"\xff", True),
     ],
 )
 def test_glob(pattern: bytes, key: bytes, expected: bool) -> None:
@@ -248,7 +256,8 @@ def test_keys_with_pattern() -> None:
     assert m.sm.keys(b"*o*", T) == [b"one", b"two"]
 
 
-GLOB_ALPHABET = st.sampled_from([b"*", b"?", b"[", b"]", b"^", b"-", b"\\", b"a", b"b", b"c"])
+GLOB_ALPHABET_ITEMS = [b"*", b"?", b"[", b"]", b"^", b"-", b"\\", b"a", b"b", b"c"]
+GLOB_ALPHABET = st.sampled_from(GLOB_ALPHABET_ITEMS)
 
 
 @settings(max_examples=150, deadline=None)
@@ -266,6 +275,23 @@ def test_glob_matchers_agree(pattern: bytes, key: bytes) -> None:
         assert glob_match(pattern, key) is by_regex
     else:
         assert glob_match(pattern, key) is False  # as Redis's stringmatchlen
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([*GLOB_ALPHABET_ITEMS, b"\x00", b"\x80", b"\xff"]), max_size=10),
+    st.lists(
+        st.sampled_from([b"a", b"b", b"-", b"]", b"^", b"\x00", b"\x80", b"\xff"]), max_size=8
+    ),
+)
+def test_glob_agrees_with_the_servers_port_of_stringmatchlen(
+    pattern: list[bytes], key: list[bytes]
+) -> None:
+    """Cross-check with crema.server.glob, a line-by-line port of Redis's C code."""
+    p, k = b"".join(pattern), b"".join(key)
+    # "*" alone is a shortcut of KEYS and SCAN (it matches even b""), not of
+    # stringmatchlen itself.
+    assert glob_match(p, k) is (server_glob_match(p, k) or p == b"*")
 
 
 def test_many_stars_do_not_backtrack_exponentially() -> None:

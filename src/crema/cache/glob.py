@@ -4,8 +4,9 @@ The syntax of Redis's ``stringmatchlen`` (``KEYS``, ``SCAN MATCH``):
 
 - ``*`` any run of bytes, ``?`` exactly one byte;
 - ``[abc]`` one of a set, ``[^abc]`` none of it, ``[a-z]`` a range (ends in
-  either order), ``\\x`` inside a set is a literal ``x``; an unterminated set
-  ends at the end of the pattern; ``[]`` matches nothing;
+  either order, compared as signed C chars as Redis does on x86, so bytes
+  0x80-0xff sort below 0x00), ``\\x`` inside a set is a literal ``x``; an
+  unterminated set ends at the end of the pattern; ``[]`` matches nothing;
 - ``\\x`` outside a set is a literal ``x``; a trailing lone ``\\`` is literal;
 - an empty key matches only ``*`` and the empty pattern (Redis's matcher
   stops before looking at the pattern; ``*`` is special-cased by KEYS/SCAN).
@@ -32,29 +33,14 @@ def _escape(byte: int) -> bytes:
 
 def _translate_set(pattern: bytes, i: int) -> tuple[bytes, int]:
     """Translate the set starting after ``[`` at ``i``; return (regex, next index)."""
-    negate = i < len(pattern) and pattern[i] == ord("^")
-    if negate:
-        i += 1
-    parts: list[bytes] = []
-    while i < len(pattern):
-        c = pattern[i]
-        if c == ord("]"):
-            i += 1
-            break
-        if c == ord("\\") and i + 1 < len(pattern):
-            parts.append(_escape(pattern[i + 1]))
-            i += 2
-        elif i + 2 < len(pattern) and pattern[i + 1] == ord("-"):
-            low, high = sorted((c, pattern[i + 2]))
-            parts.append(_escape(low) + b"-" + _escape(high))
-            i += 3
-        else:
-            parts.append(_escape(c))
-            i += 1
-    body = b"".join(parts)
-    if not body:
-        return (b"." if negate else b"(?!)"), i
-    return b"[" + (b"^" if negate else b"") + body + b"]", i
+    members, i = _set_token(pattern, i)
+    if not members:
+        return b"(?!)", i
+    return b"[" + b"".join(_escape(m) for m in sorted(members)) + b"]", i
+
+
+def _signed(byte: int) -> int:
+    return byte - 256 if byte >= 0x80 else byte
 
 
 @functools.lru_cache(maxsize=_MAX_CACHED)
@@ -90,7 +76,7 @@ Token = frozenset[int] | None
 
 
 def _set_token(pattern: bytes, i: int) -> tuple[frozenset[int], int]:
-    """Parse the set starting after ``[`` at ``i``, exactly as ``_translate_set``."""
+    """Parse the set starting after ``[`` at ``i``: (the bytes it accepts, next index)."""
     negate = i < len(pattern) and pattern[i] == ord("^")
     if negate:
         i += 1
@@ -104,8 +90,9 @@ def _set_token(pattern: bytes, i: int) -> tuple[frozenset[int], int]:
             members.add(pattern[i + 1])
             i += 2
         elif i + 2 < len(pattern) and pattern[i + 1] == ord("-"):
-            low, high = sorted((c, pattern[i + 2]))
-            members.update(range(low, high + 1))
+            # Redis compares C chars, signed on x86: 0x80-0xff sort below 0.
+            low, high = sorted((_signed(c), _signed(pattern[i + 2])))
+            members.update(b for b in range(256) if low <= _signed(b) <= high)
             i += 3
         else:
             members.add(c)
