@@ -26,8 +26,8 @@ from crema.cache.commands import (
     SetCondition,
 )
 from crema.cache.glob import glob_match
-from crema.cache.results import OK, CommandFailure, Result, Status
-from crema.cache.state_machine import CacheStateMachine, parse_int64
+from crema.cache.results import OK, CommandFailure, Result, Status, parse_int64
+from crema.cache.state_machine import CacheStateMachine
 from crema.cache.store import EntriesView, EntryLike
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""What applying a command returns (layer L0).
+"""What applying a command returns, and Redis's integer rule (layer L0).
 
 A result is a plain value the RESP layer can turn into a Redis reply:
 
@@ -39,6 +39,13 @@ NOT_AN_INTEGER: Final = "ERR value is not an integer or out of range"
 OVERFLOW: Final = "ERR increment or decrement would overflow"
 """Redis's error text when INCRBY/DECRBY would leave the 64-bit range."""
 
+TOO_LARGE: Final = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+"""Redis's error text when APPEND would build a value over 512 MiB."""
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_MAX_INT_CHARS: Final = 20
+
 
 @dataclass(frozen=True, slots=True)
 class CommandFailure:
@@ -60,3 +67,20 @@ class CommandFailure:
 
 Result = Status | bytes | int | CommandFailure | None
 """Anything :meth:`crema.cache.CacheStateMachine.apply` can return."""
+
+
+def parse_int64(raw: bytes) -> int | None:
+    """Parse ``raw`` as Redis's ``string2ll`` does, or return None.
+
+    Only canonical decimal: an optional ``-``, no ``+``, no spaces, no
+    leading zeros (``"0"`` itself is fine, ``"-0"`` is not), 64-bit range.
+    """
+    if not raw or len(raw) > _MAX_INT_CHARS:
+        return None
+    if raw == b"0":
+        return 0
+    digits = raw[1:] if raw[0] == 0x2D else raw
+    if not digits or not digits.isdigit() or digits[0] == 0x30:
+        return None
+    value = int(raw)
+    return value if _INT64_MIN <= value <= _INT64_MAX else None

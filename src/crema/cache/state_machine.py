@@ -45,7 +45,15 @@ from crema.cache.commands import (
     Set,
     SetCondition,
 )
-from crema.cache.results import NOT_AN_INTEGER, OK, OVERFLOW, CommandFailure, Result
+from crema.cache.results import (
+    NOT_AN_INTEGER,
+    OK,
+    OVERFLOW,
+    TOO_LARGE,
+    CommandFailure,
+    Result,
+    parse_int64,
+)
 from crema.cache.store import EntriesView, EntryLike, Store
 
 DEFAULT_PURGE_LIMIT: Final = 20
@@ -54,12 +62,9 @@ DEFAULT_PURGE_LIMIT: Final = 20
 MAX_VALUE_BYTES: Final = 512 * 1024 * 1024
 """Largest value ``APPEND`` may build (Redis's ``proto-max-bulk-len``)."""
 
-TOO_LARGE: Final = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
-
 _FAIL_NOT_INT: Final = CommandFailure(NOT_AN_INTEGER)
 _FAIL_OVERFLOW: Final = CommandFailure(OVERFLOW)
 _FAIL_TOO_LARGE: Final = CommandFailure(TOO_LARGE)
-_MAX_INT_CHARS: Final = 20
 
 # Enum member lookups cost as much as a dict write here: bind them once.
 _ALWAYS: Final = SetCondition.ALWAYS
@@ -68,23 +73,6 @@ _EXPIRE_NX: Final = ExpireCondition.NX
 _EXPIRE_XX: Final = ExpireCondition.XX
 _EXPIRE_GT: Final = ExpireCondition.GT
 _EXPIRE_LT: Final = ExpireCondition.LT
-
-
-def parse_int64(raw: bytes) -> int | None:
-    """Parse ``raw`` as Redis's ``string2ll`` does, or return None.
-
-    Only canonical decimal: an optional ``-``, no ``+``, no spaces, no
-    leading zeros (``"0"`` itself is fine, ``"-0"`` is not), 64-bit range.
-    """
-    if not raw or len(raw) > _MAX_INT_CHARS:
-        return None
-    if raw == b"0":
-        return 0
-    digits = raw[1:] if raw[0] == 0x2D else raw
-    if not digits or not digits.isdigit() or digits[0] == 0x30:
-        return None
-    value = int(raw)
-    return value if INT64_MIN <= value <= INT64_MAX else None
 
 
 def _check_position(index: int, term: int, clock_ms: int) -> None:
