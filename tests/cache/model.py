@@ -86,13 +86,14 @@ def model_apply(model: Model, c: Command, now: int) -> Result:  # noqa: PLR0911
         assert entry is not None
         cur = entry[1]
         inf = INT64_MAX + 1  # no TTL compares as infinite
-        ok = {
-            ExpireCondition.ALWAYS: True,
-            ExpireCondition.NX: cur is None,
-            ExpireCondition.XX: cur is not None,
-            ExpireCondition.GT: c.expiry_ms > (inf if cur is None else cur),
-            ExpireCondition.LT: c.expiry_ms < (inf if cur is None else cur),
-        }[c.condition]
+        deadline = inf if cur is None else cur
+        rules = [
+            (ExpireCondition.NX, cur is None),
+            (ExpireCondition.XX, cur is not None),
+            (ExpireCondition.GT, c.expiry_ms > deadline),
+            (ExpireCondition.LT, c.expiry_ms < deadline),
+        ]
+        ok = all(holds for flag, holds in rules if flag in c.condition)
         if ok:
             _store(model, c.key, entry[0], c.expiry_ms, now)
         return int(ok)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from crema.cache.commands import (
+    EXPIRE_CONDITIONS,
     INT64_MAX,
     INT64_MIN,
     Append,
@@ -12,7 +13,6 @@ from crema.cache.commands import (
     Command,
     Delete,
     Expire,
-    ExpireCondition,
     GetDel,
     IncrBy,
     MSet,
@@ -64,7 +64,7 @@ def commands(
                 keys,
                 _near(t),
                 st.just(t),
-                st.sampled_from(ExpireCondition),
+                st.sampled_from(EXPIRE_CONDITIONS),
             )
         ),
         st.builds(Persist, keys, now),

@@ -84,6 +84,7 @@ def test_round_trip(command: Command) -> None:
         Set(b"", b"", 0, INT64_MIN, SetCondition.XX, False, True),
         Set(b"k", b"v", 1, None, SetCondition.NX, True, True),
         Expire(b"k", INT64_MAX, 0, ExpireCondition.LT),
+        Expire(b"k", 5, 0, ExpireCondition.XX | ExpireCondition.GT),
         IncrBy(b"k", INT64_MIN, 0),
         MSet(((b"a", b"1"), (b"a", b"2")), 3),
         Delete((b"a", b"a"), 3),
@@ -143,6 +144,9 @@ def _pack(obj: object) -> bytes:
         _pack([1, 2, 5, []]),  # DEL without keys
         _pack([1, 2, 5, b"k"]),  # DEL keys not an array
         _pack([1, 4, 5, b"k", 1, 9]),  # unknown EXPIRE condition
+        _pack([1, 4, 5, b"k", 1, 3]),  # NX | XX: incompatible
+        _pack([1, 4, 5, b"k", 1, 12]),  # GT | LT: incompatible
+        _pack([1, 4, 5, b"k", 1, -1]),
         _pack([1, 6, 5, b"k", None]),
         _pack([1, 9, 5, [b"a"]]),  # odd MSET
         _pack([1, 9, 5, [b"a", 1]]),

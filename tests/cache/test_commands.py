@@ -26,6 +26,8 @@ from crema.cache.results import NOT_AN_INTEGER, OK, OVERFLOW, CommandFailure, Re
 from crema.errors import CommandDecodeError
 
 NX, XX = SetCondition.NX, SetCondition.XX
+XX_LT = ExpireCondition.XX | ExpireCondition.LT
+XX_GT = ExpireCondition.XX | ExpireCondition.GT
 T = 1_000_000  # a "now" far from 0
 
 
@@ -191,6 +193,11 @@ def _ttl_setup(m: Machine) -> None:
         (b"ttl", ExpireCondition.LT, T + 1000, 0, T + 1000),
         (b"ttl", ExpireCondition.LT, T + 2000, 0, T + 1000),
         (b"plain", ExpireCondition.LT, T + 5, 1, T + 5),  # infinite > anything
+        (b"plain", XX_LT, T + 5, 0, -1),  # XX first: no TTL, no change
+        (b"ttl", XX_LT, T + 5, 1, T + 5),
+        (b"ttl", XX_LT, T + 2000, 0, T + 1000),
+        (b"plain", XX_GT, T + 5, 0, -1),
+        (b"ttl", XX_GT, T + 2000, 1, T + 2000),
     ],
 )
 def test_expire_conditions(
@@ -214,6 +221,20 @@ def test_expire_in_the_past_deletes_once_condition_holds(m: Machine) -> None:
     assert not m.sm.contains(b"plain", T)
     assert m(Expire(b"ttl", -5, T, ExpireCondition.LT)) == 1
     assert len(m.sm) == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ExpireCondition.NX | ExpireCondition.XX,
+        ExpireCondition.NX | ExpireCondition.GT,
+        ExpireCondition.GT | ExpireCondition.LT,
+        ExpireCondition(16),
+    ],
+)
+def test_incompatible_expire_options(bad: ExpireCondition) -> None:
+    with pytest.raises(ValueError, match="incompatible"):
+        Expire(b"k", T, T, bad)
 
 
 def test_persist(m: Machine) -> None:

@@ -37,6 +37,7 @@ from typing import Final
 import msgpack
 
 from crema.cache.commands import (
+    EXPIRE_CONDITIONS,
     INT64_MAX,
     INT64_MIN,
     Append,
@@ -161,6 +162,16 @@ def _decode_set(f: tuple[object, ...], now_ms: int) -> Set:
 _SET_CONDITIONS: Final = tuple(SetCondition)
 
 
+_EXPIRE_BY_VALUE: Final = {int(c): c for c in EXPIRE_CONDITIONS}
+
+
+def _expire_condition(value: object) -> ExpireCondition:
+    condition = _EXPIRE_BY_VALUE.get(_int(value, "condition"))
+    if condition is None:
+        raise CommandDecodeError(f"EXPIRE: bad condition {value!r}")
+    return condition
+
+
 def _decode_mset(f: tuple[object, ...]) -> tuple[tuple[bytes, bytes], ...]:
     (flat,) = f
     items = _key_tuple(flat)
@@ -183,7 +194,7 @@ _BUILDERS: Final[dict[int, _Builder]] = {
         f[0],  # type: ignore[arg-type]
         _int(f[1], "expiry_ms"),
         now,
-        ExpireCondition(_int(f[2], "condition")),
+        _expire_condition(f[2]),
     ),
     5: lambda f, now: Persist(f[0], now),  # type: ignore[arg-type]
     6: lambda f, now: IncrBy(f[0], _int(f[1], "delta"), now),  # type: ignore[arg-type]

@@ -39,10 +39,12 @@ class SetCondition(enum.IntEnum):
     """Only set the key if it already exists."""
 
 
-class ExpireCondition(enum.IntEnum):
-    """The ``EXPIRE`` options of Redis 7.
+class ExpireCondition(enum.IntFlag):
+    """The ``EXPIRE`` options of Redis 7, combinable as Redis allows.
 
-    A key without a TTL counts as having an infinite TTL for ``GT`` and ``LT``.
+    ``XX`` may be combined with ``GT`` or ``LT`` (``XX | LT``); ``NX`` stands
+    alone and ``GT`` excludes ``LT`` (see :data:`EXPIRE_CONDITIONS`). A key
+    without a TTL counts as having an infinite TTL for ``GT`` and ``LT``.
     """
 
     ALWAYS = 0
@@ -50,10 +52,24 @@ class ExpireCondition(enum.IntEnum):
     """Only if the key has no expiry."""
     XX = 2
     """Only if the key has an expiry."""
-    GT = 3
+    GT = 4
     """Only if the new expiry is greater than the current one."""
-    LT = 4
+    LT = 8
     """Only if the new expiry is less than the current one."""
+
+
+EXPIRE_CONDITIONS: tuple[ExpireCondition, ...] = (
+    ExpireCondition.ALWAYS,
+    ExpireCondition.NX,
+    ExpireCondition.XX,
+    ExpireCondition.GT,
+    ExpireCondition.LT,
+    ExpireCondition.XX | ExpireCondition.GT,
+    ExpireCondition.XX | ExpireCondition.LT,
+)
+"""Every combination of EXPIRE options that Redis 7 accepts."""
+
+_VALID_EXPIRE_FLAGS = frozenset(int(c) for c in EXPIRE_CONDITIONS)
 
 
 def _check_int(name: str, value: object, low: int = INT64_MIN, high: int = INT64_MAX) -> None:
@@ -207,6 +223,8 @@ class Expire:
         _check_now(self.now_ms)
         if not isinstance(self.condition, ExpireCondition):
             raise TypeError("condition must be an ExpireCondition")
+        if int(self.condition) not in _VALID_EXPIRE_FLAGS:
+            raise ValueError(f"incompatible EXPIRE options: {self.condition!r}")
 
 
 @dataclass(frozen=True, slots=True)

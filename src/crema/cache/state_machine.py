@@ -69,10 +69,10 @@ _FAIL_TOO_LARGE: Final = CommandFailure(TOO_LARGE)
 # Enum member lookups cost as much as a dict write here: bind them once.
 _ALWAYS: Final = SetCondition.ALWAYS
 _NX: Final = SetCondition.NX
-_EXPIRE_NX: Final = ExpireCondition.NX
-_EXPIRE_XX: Final = ExpireCondition.XX
-_EXPIRE_GT: Final = ExpireCondition.GT
-_EXPIRE_LT: Final = ExpireCondition.LT
+_EXPIRE_NX: Final = int(ExpireCondition.NX)
+_EXPIRE_XX: Final = int(ExpireCondition.XX)
+_EXPIRE_GT: Final = int(ExpireCondition.GT)
+_EXPIRE_LT: Final = int(ExpireCondition.LT)
 
 
 def _check_position(index: int, term: int, clock_ms: int) -> None:
@@ -237,12 +237,12 @@ class CacheStateMachine:
         if entry is None:
             return 0
         current, new = entry[1], c.expiry_ms
-        cond = c.condition
-        if (
-            (cond is _EXPIRE_NX and current is not None)
-            or (cond is _EXPIRE_XX and current is None)
-            or (cond is _EXPIRE_GT and (current is None or new <= current))
-            or (cond is _EXPIRE_LT and current is not None and new >= current)
+        flags = int(c.condition)  # checked in the order Redis checks them
+        if flags and (
+            (flags & _EXPIRE_NX and current is not None)
+            or (flags & _EXPIRE_XX and current is None)
+            or (flags & _EXPIRE_GT and (current is None or new <= current))
+            or (flags & _EXPIRE_LT and current is not None and new >= current)
         ):
             return 0
         self._put(c.key, entry[0], new)
