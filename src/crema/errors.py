@@ -150,3 +150,39 @@ class CommandError(CremaError):
         super().__init__(f"{code} {message}")
         self.code = code
         self.message = message
+
+
+# --------------------------------------------------------------------------
+# Replicated cache state machine
+# --------------------------------------------------------------------------
+
+
+class CommandDecodeError(CremaError, ValueError):
+    """Bytes that should hold a state-machine command do not decode to one.
+
+    Raised for garbage, truncated or oversized input, an unknown version or
+    opcode, or a field of the wrong type or out of range.
+
+    Attributes:
+        reason: what is wrong, in a few words.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot decode command: {reason}")
+        self.reason = reason
+
+
+class CommandTooLargeError(CremaError, ValueError):
+    """A command is larger than one Raft log entry may carry; it was not proposed.
+
+    Attributes:
+        size: the command's size, in ``unit``.
+        limit: the maximum allowed, in ``unit``.
+        unit: ``"bytes"`` (encoded size) or ``"keys"`` (keys in one command).
+    """
+
+    def __init__(self, size: int, limit: int, unit: str = "bytes") -> None:
+        super().__init__(f"command has {size} {unit}, more than the limit of {limit}")
+        self.size = size
+        self.limit = limit
+        self.unit = unit

@@ -1,0 +1,347 @@
+"""The in-memory key space: entries, write order, expiry index (layer L0).
+
+Rules (see ``docs/state-machine.md``):
+
+- Every stored entry is ``key -> (value, expiry_ms | None, seq)``. ``seq`` is
+  the entry's position in *write order*: each write (value or TTL) gives the
+  key a new, larger ``seq``. Write order depends only on the applied command
+  sequence, never on reads, so it is the same on every replica; snapshot
+  iteration, ``KEYS`` and capacity eviction (least recently written first)
+  all follow it.
+- ``_order`` maps ``seq -> key`` and is only ever appended to with growing
+  ``seq``, so its insertion order is write order. It also gives ``SCAN`` a
+  stable cursor (the last ``seq`` visited): a key present for a whole scan
+  is never skipped, because rewriting it only moves it *later*.
+- Expiry is absolute. An entry is live while ``now_ms < expiry_ms``. The heap
+  ``_heap`` holds ``(expiry_ms, key)`` and is lazily cleaned: an item is valid
+  only while the entry still has that exact expiry.
+- The store holds expired entries until they are purged; purging happens in
+  ``(expiry_ms, key)`` order, so it is deterministic too.
+- The key table is split into :data:`SHARDS` dicts by ``hash(key)`` so that a
+  snapshot view is copy-on-write per shard: taking a view only marks every
+  shard shared (O(SHARDS)); the first later mutation of a shared shard copies
+  that shard alone. Hashes differ between processes, but nothing observable
+  depends on which shard holds a key: every ordered walk uses ``seq``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
+from typing import Final, Protocol
+
+from crema.cache.glob import compile_pattern
+from crema.errors import SnapshotError
+
+Entry = tuple[bytes, int | None, int]
+"""A stored entry: (value, expiry_ms or None, write sequence number)."""
+
+SHARDS: Final = 64
+"""Copy-on-write units of the key table (a power of two)."""
+
+_MASK: Final = SHARDS - 1
+
+_SLACK: Final = 1024
+"""Lower bound on garbage (stale heap items, seq gaps) before a rebuild."""
+
+
+class EntryLike(Protocol):
+    """A snapshot entry as the checkpoint reader yields it."""
+
+    @property
+    def key(self) -> bytes:
+        """The key bytes."""
+        ...
+
+    @property
+    def value(self) -> bytes:
+        """The value bytes."""
+        ...
+
+    @property
+    def expiry_ms(self) -> int | None:
+        """Absolute expiry in Unix milliseconds, or None."""
+        ...
+
+
+class EntriesView:
+    """An immutable view of every stored entry as of one applied index.
+
+    Taking it costs O(:data:`SHARDS`): it keeps the store's shard tables,
+    which the store never mutates again (it copies a shard before its next
+    write to it). So the view stays valid and unchanged while the state
+    machine keeps applying commands. Iterating it, later and off the event
+    loop, sorts by write order and yields ``(key, value, expiry_ms | None)``;
+    two replicas at the same index yield identical sequences.
+    Expired-but-unpurged entries are included: the view is the exact
+    replicated state.
+    """
+
+    __slots__ = ("_count", "_shards", "clock_ms", "index", "term")
+
+    def __init__(
+        self, index: int, term: int, clock_ms: int, shards: tuple[dict[bytes, Entry], ...]
+    ) -> None:
+        self.index = index
+        self.term = term
+        self.clock_ms = clock_ms
+        self._shards = shards
+        self._count = sum(map(len, shards))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes, int | None]]:
+        items = chain.from_iterable(shard.items() for shard in self._shards)
+        for key, (value, expiry, _) in sorted(items, key=_write_seq):
+            yield key, value, expiry
+
+
+def _write_seq(item: tuple[bytes, Entry]) -> int:
+    return item[1][2]
+
+
+class Store:
+    """Key space with write-order tracking, an expiry heap and an optional bound.
+
+    Args:
+        capacity: maximum number of stored entries, or None for no bound.
+    """
+
+    def __init__(self, capacity: int | None = None) -> None:
+        if capacity is not None and capacity < 1:
+            raise ValueError(f"capacity must be >= 1 or None, got {capacity}")
+        self.capacity = capacity
+        self._shards: list[dict[bytes, Entry]] = [{} for _ in range(SHARDS)]
+        self._shared: set[int] = set()  # shards a view holds: copy before mutating
+        self._count = 0
+        self._order: dict[int, bytes] = {}
+        self._heap: list[tuple[int, bytes]] = []
+        self._next_seq = 1
+        self._low_seq = 1  # no live entry has a smaller seq
+
+    def _own(self, key: bytes) -> dict[bytes, Entry]:
+        """The shard of ``key``, copied first if a view still holds it."""
+        i = hash(key) & _MASK
+        if self._shared and i in self._shared:
+            self._shared.discard(i)
+            self._shards[i] = self._shards[i].copy()
+        return self._shards[i]
+
+    def _entry(self, key: bytes) -> Entry:
+        return self._shards[hash(key) & _MASK][key]
+
+    # ----------------------------------------------------------------- reads
+
+    def __len__(self) -> int:
+        return self._count
+
+    def live(self, key: bytes, now_ms: int) -> Entry | None:
+        """The entry of ``key`` if it is stored and not expired at ``now_ms``."""
+        entry = self._shards[hash(key) & _MASK].get(key)
+        if entry is None:
+            return None
+        expiry = entry[1]
+        if expiry is not None and expiry <= now_ms:
+            return None
+        return entry
+
+    def keys(self, now_ms: int, pattern: bytes | None = None) -> list[bytes]:
+        """Live keys matching ``pattern`` (all when None), in write order."""
+        matches = _matcher(pattern)
+        shards = self._shards
+        out: list[bytes] = []
+        for key in self._order.values():
+            expiry = shards[hash(key) & _MASK][key][1]
+            if (expiry is None or expiry > now_ms) and matches(key):
+                out.append(key)
+        return out
+
+    def scan(
+        self, cursor: int, now_ms: int, pattern: bytes | None = None, count: int = 10
+    ) -> tuple[int, list[bytes]]:
+        """One step of a ``SCAN`` iteration; see :meth:`CacheStateMachine.scan`."""
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        matches = _matcher(pattern)
+        order, shards, end = self._order, self._shards, self._next_seq
+        seq = max(cursor + 1, self._low_seq)
+        examined = slots = 0
+        out: list[bytes] = []
+        while seq < end and examined < count and slots < 10 * count:
+            key = order.get(seq)
+            slots += 1
+            if key is not None:
+                examined += 1
+                expiry = shards[hash(key) & _MASK][key][1]
+                if (expiry is None or expiry > now_ms) and matches(key):
+                    out.append(key)
+            seq += 1
+        return (0 if seq >= end else seq - 1), out
+
+    def view(self, index: int, term: int, clock_ms: int) -> EntriesView:
+        """A consistent, immutable :class:`EntriesView` of the current contents."""
+        self._shared = set(range(SHARDS))
+        return EntriesView(index, term, clock_ms, tuple(self._shards))
+
+    # ------------------------------------------------------------- mutations
+
+    def write(self, key: bytes, value: bytes, expiry_ms: int | None, now_ms: int) -> None:
+        """Store ``key``, making it the most recently written entry.
+
+        The caller handles an expiry at or before ``now_ms`` (by deleting
+        instead); ``now_ms`` is used only to purge before a capacity eviction.
+        """
+        shard, order = self._own(key), self._order
+        old = shard.get(key)
+        if old is None:
+            self._count += 1
+        else:
+            del order[old[2]]
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        shard[key] = (value, expiry_ms, seq)
+        order[seq] = key
+        if expiry_ms is not None and (old is None or old[1] != expiry_ms):
+            heapq.heappush(self._heap, (expiry_ms, key))
+            if len(self._heap) > 2 * self._count + _SLACK:
+                self._rebuild_heap()
+        if self.capacity is not None and self._count > self.capacity:
+            self._evict(now_ms)
+        if seq - self._low_seq > 4 * self._count + _SLACK:
+            self._renumber()
+
+    def delete(self, key: bytes) -> bool:
+        """Remove ``key`` (live or expired); return whether it was stored."""
+        if key not in self._shards[hash(key) & _MASK]:
+            return False
+        entry = self._own(key).pop(key)
+        del self._order[entry[2]]
+        self._count -= 1
+        return True
+
+    def clear(self) -> None:
+        """Remove every entry (sequence numbers keep growing)."""
+        self._shards = [{} for _ in range(SHARDS)]
+        self._shared = set()
+        self._count = 0
+        self._order = {}
+        self._heap = []
+        self._low_seq = self._next_seq
+
+    def purge_expired(self, now_ms: int, limit: int | None) -> int:
+        """Remove up to ``limit`` entries expired at ``now_ms`` (all when None).
+
+        Entries go in ``(expiry_ms, key)`` order, so every replica purges the
+        same ones. Returns how many were removed.
+        """
+        heap = self._heap
+        removed = 0
+        while heap and heap[0][0] <= now_ms and (limit is None or removed < limit):
+            expiry, key = heapq.heappop(heap)
+            entry = self._shards[hash(key) & _MASK].get(key)
+            if entry is not None and entry[1] == expiry:
+                self.delete(key)
+                removed += 1
+        return removed
+
+    def _evict(self, now_ms: int) -> None:
+        # Expired entries go first, so no live key is evicted while dead ones
+        # take room. Amortised: each heap item is popped once.
+        self.purge_expired(now_ms, None)
+        order = self._order
+        seq = self._low_seq
+        while self.capacity is not None and self._count > self.capacity:
+            key = order.get(seq)
+            if key is not None:
+                self.delete(key)
+            seq += 1
+        self._low_seq = seq
+
+    def _rebuild_heap(self) -> None:
+        self._heap = [
+            (e[1], k) for shard in self._shards for k, e in shard.items() if e[1] is not None
+        ]
+        heapq.heapify(self._heap)
+
+    def _renumber(self) -> None:
+        # Give every entry a fresh seq above all old ones, keeping write
+        # order. A SCAN cursor from before may then revisit keys, never skip.
+        base = self._next_seq
+        order: dict[int, bytes] = {}
+        for offset, key in enumerate(self._order.values()):
+            shard = self._own(key)
+            value, expiry, _ = shard[key]
+            shard[key] = (value, expiry, base + offset)
+            order[base + offset] = key
+        self._order = order
+        self._low_seq = base
+        self._next_seq = base + len(order)
+
+    def check_invariants(self) -> None:
+        """Verify the internal tables agree (for tests; O(n)).
+
+        Raises:
+            AssertionError: an invariant is broken.
+        """
+        by_key = {k: e for shard in self._shards for k, e in shard.items()}
+        assert len(by_key) == self._count == len(self._order)
+        for i, shard in enumerate(self._shards):
+            assert all(hash(k) & _MASK == i for k in shard)
+        seqs = list(self._order)
+        assert seqs == sorted(seqs)
+        assert all(self._low_seq <= seq < self._next_seq for seq in seqs)
+        assert all(by_key[key][2] == seq for seq, key in self._order.items())
+        pending = set(self._heap)
+        assert all((e[1], k) in pending for k, e in by_key.items() if e[1] is not None)
+        if self.capacity is not None:
+            assert self._count <= self.capacity
+
+    # --------------------------------------------------------------- restore
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[EntryLike], capacity: int | None) -> Store:
+        """Build a store holding ``entries`` in the order given.
+
+        With a capacity bound, only the last ``capacity`` entries are kept
+        (the most recently written ones).
+
+        Raises:
+            SnapshotError: an entry has a wrong type, a non-positive expiry,
+                or repeats a key.
+        """
+        store = cls(capacity)
+        shards, order = store._shards, store._order
+        seq = 0
+        for entry in entries:
+            key, value, expiry = entry.key, entry.value, entry.expiry_ms
+            _check_entry(key, value, expiry)
+            shard = shards[hash(key) & _MASK]
+            if key in shard:
+                raise SnapshotError(f"duplicate key in snapshot entries: {key[:64]!r}")
+            seq += 1
+            shard[key] = (value, expiry, seq)
+            order[seq] = key
+        store._count = seq
+        store._next_seq = seq + 1
+        if capacity is not None and seq > capacity:
+            # Evict oldest-written without purging: restore keeps exact state.
+            for old_seq in range(1, seq - capacity + 1):
+                store.delete(order[old_seq])
+            store._low_seq = seq - capacity + 1
+        store._rebuild_heap()
+        return store
+
+
+def _check_entry(key: object, value: object, expiry: object) -> None:
+    if type(key) is not bytes or type(value) is not bytes:
+        raise SnapshotError("snapshot entry key and value must be bytes")
+    if expiry is not None and (type(expiry) is not int or not 0 < expiry < 2**64):
+        raise SnapshotError(f"snapshot entry expiry must be None or in [1, 2**64), got {expiry!r}")
+
+
+def _matcher(pattern: bytes | None) -> Callable[[bytes], bool]:
+    if pattern is None:
+        return lambda key: True
+    return compile_pattern(pattern)
