@@ -121,3 +121,11 @@ class ProposalDroppedError(RaftError):
 
 class NotLeaderError(ProposalDroppedError):
     """The node is not the leader; ``leader_hint`` names the one it knows of."""
+
+
+class InvalidConfChangeError(RaftError):
+    """A membership change is malformed or would leave the cluster without voters."""
+
+
+class ProposalInProgressError(ProposalDroppedError):
+    """A configuration change is already pending; propose the next one after it applies."""
