@@ -48,6 +48,11 @@ class Inflights:
         while items and items[0] <= index:
             items.popleft()
 
+    def free_first_one(self) -> None:
+        """Forget the oldest message in flight (it may have been lost)."""
+        if self._items:
+            self._items.popleft()
+
     def full(self) -> bool:
         """Whether no further message may be sent."""
         return len(self._items) >= self.capacity

@@ -168,6 +168,10 @@ def _handle_append_response(r: Raft, m: Message, pr: Progress) -> None:
 
 def _handle_heartbeat_response(r: Raft, m: Message, pr: Progress) -> None:
     pr.paused = False
+    if pr.state is _REPLICATE and pr.inflights.full():
+        # Appends may have been lost; free a slot so that replication resumes
+        # (a gap makes the follower reject and the leader probe again).
+        pr.inflights.free_first_one()
     if pr.match < r.log.last_index() or pr.state is ProgressState.PROBE:
         send_append(r, m.frm)
     if not m.context:
