@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from crema.raft.config import RaftConfig
 from crema.raft.confchange import ConfChange
+from crema.raft.config import RaftConfig
 from crema.raft.memory_storage import MemoryStorage
 from crema.raft.messages import Message
 from crema.raft.rawnode import RawNode, Ready, bootstrap

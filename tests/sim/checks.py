@@ -71,7 +71,7 @@ def after_step(sim: Simulation) -> None:
 
 def _terms(node: SimNode) -> dict[int, int]:
     log = node.raw.raft.log
-    terms = {}
+    terms: dict[int, int] = {}
     for index in range(log.first_index() - 1, log.last_index() + 1):
         term = log.term(index)
         if term is not None:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from crema.raft.config import RaftConfig
 from crema.raft.confchange import ConfChange
+from crema.raft.config import RaftConfig
 from crema.raft.core import Role
 from crema.raft.memory_storage import MemoryStorage
 from crema.raft.messages import Message
@@ -35,7 +35,7 @@ class Disk:
     """What survives a crash: the Raft storage and the latest application snapshot."""
 
     storage: MemoryStorage
-    snap_index: Index = Index(0)
+    snap_index: Index = Index(0)  # noqa: RUF009
     snap_kv: KV = field(default_factory=dict)
 
 

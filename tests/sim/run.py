@@ -1,8 +1,8 @@
 """Command line for the simulation: run or replay seeds.
 
-    .venv/bin/python -m tests.sim.run --seed 42 -v          # replay one seed, with a trace
-    .venv/bin/python -m tests.sim.run --seeds 0:10000       # a range of seeds
-    .venv/bin/python -m tests.sim.run --seed 3 --bug vote-without-log-check
+.venv/bin/python -m tests.sim.run --seed 42 -v          # replay one seed, with a trace
+.venv/bin/python -m tests.sim.run --seeds 0:10000       # a range of seeds
+.venv/bin/python -m tests.sim.run --seed 3 --bug vote-without-log-check
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ KEYS = ("a", "b", "c")
 SPARE_NODES = 3
 
 
-class SimFailure(AssertionError):
+class SimFailure(AssertionError):  # noqa: N818 - reads well in reports
     """An invariant broke; the message names the seed and how to replay it."""
 
     def __init__(self, params: SimParams, step: int, message: str) -> None:
