@@ -30,7 +30,8 @@ class RaftConfig:
             for an election timeout; followers ignore votes while in lease.
         applied: the index the application's state already includes (the
             snapshot it restored); committed entries are handed out after it.
-        max_committed_size_per_ready: byte cap of committed entries in one Ready.
+        max_committed_size_per_ready: byte cap of committed entries in one Ready
+            (None: no cap).
         testing_bug: test-only deliberate bug (one of :data:`TESTING_BUGS`).
     """
 
@@ -42,7 +43,7 @@ class RaftConfig:
     pre_vote: bool = True
     check_quorum: bool = True
     applied: Index = _I0
-    max_committed_size_per_ready: int = 64 << 20
+    max_committed_size_per_ready: int | None = None
     testing_bug: str | None = None
 
     def __post_init__(self) -> None:
@@ -50,7 +51,7 @@ class RaftConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(name, f"must be an integer >= 1, got {value!r}")
-        if self.max_committed_size_per_ready < 1:
+        if self.max_committed_size_per_ready is not None and self.max_committed_size_per_ready < 1:
             raise ConfigError("max_committed_size_per_ready", "must be >= 1")
         if self.heartbeat_tick >= self.election_tick:
             raise ConfigError(

@@ -48,6 +48,7 @@ from crema.raft.types import ConfState, Entry, EntryType, HardState, Index, Node
 _APP = MessageType.APP
 _HEARTBEAT = MessageType.HEARTBEAT
 _SNAP = MessageType.SNAP
+_NORMAL = EntryType.NORMAL
 _FROM_LEADER = frozenset({_APP, _HEARTBEAT, _SNAP})
 
 
@@ -403,13 +404,18 @@ class Raft:
             NotLeaderError: this node is not the leader (``leader_hint`` says who is).
             ProposalDroppedError: a leadership transfer is in progress.
         """
-        self._check_proposal()
+        mine = self.progress.get(self.id)
+        if self.role is not Role.LEADER or self.lead_transferee is not None or mine is None:
+            self._check_proposal()
+        assert mine is not None
         log = self.log
-        entry = Entry(Index(log.last_index() + 1), self.term, EntryType.NORMAL, data)
-        log.unstable.append(entry)
-        mine = self.progress[self.id]
-        mine.match = entry.index
-        mine.next = Index(entry.index + 1)
+        unstable = log.unstable
+        # Hot path: plain ints (Index() is a Python-level call).
+        index: Index = log.unstable_offset + len(unstable)  # type: ignore[assignment]
+        entry = Entry(index, self.term, _NORMAL, data)
+        unstable.append(entry)
+        mine.match = index
+        mine.next = index + 1  # type: ignore[assignment]
         if len(self.conf.voters) == 1:
             replication.maybe_commit(self)
         self.bcast_pending = True

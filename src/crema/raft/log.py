@@ -5,6 +5,9 @@ Entries ``first_index() .. unstable_offset - 1`` are in :class:`Storage`
 on are only in memory, handed to the runtime in ``Ready.entries`` and dropped
 from here by :meth:`RaftLog.stable_to` when the runtime reports them persisted.
 A snapshot received from the leader is likewise pending until persisted.
+Entries persisted but not yet applied are also kept in memory (``cache``,
+covering ``cache_offset .. unstable_offset - 1``) so that applying them and
+replicating them to followers does not read storage back.
 
 Invariants:
 
@@ -26,6 +29,8 @@ class RaftLog:
 
     __slots__ = (
         "applied",
+        "cache",
+        "cache_offset",
         "committed",
         "pending_snapshot",
         "storage",
@@ -38,6 +43,8 @@ class RaftLog:
         first = storage.first_index()
         self.unstable_offset = Index(storage.last_index() + 1)
         self.unstable: list[Entry] = []
+        self.cache: list[Entry] = []
+        self.cache_offset = self.unstable_offset
         self.pending_snapshot: SnapshotMeta | None = None
         self.committed = Index(first - 1)
         self.applied = Index(max(applied, first - 1))
@@ -66,6 +73,8 @@ class RaftLog:
         if index >= offset:
             pos = index - offset
             return self.unstable[pos].term if pos < len(self.unstable) else None
+        if index >= self.cache_offset:
+            return self.cache[index - self.cache_offset].term
         snap = self.pending_snapshot
         if snap is not None:
             return snap.term if index == snap.index else None
@@ -111,9 +120,13 @@ class RaftLog:
         offset = self.unstable_offset
         result: list[Entry] = []
         if lo < offset:
-            result = self.storage.entries(Index(lo), Index(min(hi, offset)), max_bytes)
-            if len(result) < min(hi, offset) - lo:
-                return result
+            cache_offset = self.cache_offset
+            if lo >= cache_offset:
+                result = self.cache[lo - cache_offset : min(hi, offset) - cache_offset]
+            else:
+                result = self.storage.entries(Index(lo), Index(min(hi, offset)), max_bytes)
+                if len(result) < min(hi, offset) - lo:
+                    return result
         if hi > offset:
             tail = self.unstable[max(lo, offset) - offset : hi - offset]
             result = tail if not result else result + tail
@@ -125,7 +138,7 @@ class RaftLog:
         """Entries from ``lo`` to the end, limited like :meth:`slice`."""
         return self.slice(lo, self.last_index() + 1, max_bytes)
 
-    def next_committed_entries(self, max_bytes: int) -> list[Entry]:
+    def next_committed_entries(self, max_bytes: int | None = None) -> list[Entry]:
         """Committed entries not yet handed to the application."""
         if self.pending_snapshot is not None:
             return []
@@ -150,16 +163,29 @@ class RaftLog:
         if after == offset + len(self.unstable):
             self.unstable.extend(entries)
         elif after <= offset:
+            self._truncate_cache(after)
             self.unstable_offset = after
             self.unstable = list(entries)
         else:
             self.unstable = self.unstable[: after - offset] + entries
         return self.last_index()
 
+    def _truncate_cache(self, index: int) -> None:
+        """Forget cached entries at and after ``index`` (they are being replaced)."""
+        if index <= self.cache_offset:
+            self.cache = []
+            self.cache_offset = Index(index)
+        else:
+            del self.cache[index - self.cache_offset :]
+
     def find_conflict(self, entries: list[Entry] | tuple[Entry, ...]) -> int:
-        """Index of the first entry whose term differs from the log (0 when none)."""
+        """Index of the first entry whose term differs from the log (0 when none).
+
+        An entry beyond the last index counts as a conflict (it is new).
+        """
+        last = self.last_index()
         for entry in entries:
-            if self.term(entry.index) != entry.term:
+            if entry.index > last or self.term(entry.index) != entry.term:
                 return entry.index
         return 0
 
@@ -217,12 +243,20 @@ class RaftLog:
         assert index <= self.committed, f"applied {index} beyond committed {self.committed}"
         if index > self.applied:
             self.applied = Index(index)
+            drop = min(index + 1, self.unstable_offset) - self.cache_offset
+            if drop > 0:
+                del self.cache[:drop]
+                self.cache_offset = Index(self.cache_offset + drop)
 
     def stable_to(self, index: int, term: int) -> None:
         """Entries up to ``index`` (with ``term``) were persisted; drop them from memory."""
         if index < self.unstable_offset or self.term(index) != term:
             return
-        del self.unstable[: index + 1 - self.unstable_offset]
+        count = index + 1 - self.unstable_offset
+        if self.cache_offset + len(self.cache) != self.unstable_offset:
+            self.cache, self.cache_offset = [], self.unstable_offset
+        self.cache.extend(self.unstable[:count])
+        del self.unstable[:count]
         self.unstable_offset = Index(index + 1)
 
     def stable_snapshot_to(self, index: int) -> None:
@@ -235,10 +269,13 @@ class RaftLog:
         self.committed = meta.index
         self.unstable = []
         self.unstable_offset = Index(meta.index + 1)
+        self.cache, self.cache_offset = [], self.unstable_offset
         self.pending_snapshot = meta
 
 
 def _limit_size(entries: list[Entry], max_bytes: int) -> list[Entry]:
+    if sum([len(e.data) for e in entries]) + 24 * len(entries) <= max_bytes:
+        return entries
     total = 0
     for i, entry in enumerate(entries):
         total += len(entry.data) + 24
