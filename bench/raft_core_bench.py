@@ -39,7 +39,7 @@ class Cluster:
             config = RaftConfig(id=i, max_inflight=256, max_size_per_msg=1 << 20)
             self.nodes[i] = RawNode(config, storage, random.Random(i))
         self.queue: list[Message] = []
-        self.applied = {i: 0 for i in ids}
+        self.applied: dict[int, int] = {i: 0 for i in ids}
         self.round()
         self.nodes[1].campaign()
         while self.round():

@@ -77,6 +77,7 @@ class Progress:
         "paused",
         "pending_snapshot",
         "recent_active",
+        "sent_commit",
         "state",
     )
 
@@ -90,6 +91,8 @@ class Progress:
         """PROBE only: one probe was sent and is unanswered (reset on heartbeat response)."""
         self.inflights = Inflights(max_inflight)
         self.is_learner = is_learner
+        self.sent_commit = Index(0)
+        """The highest commit index sent in an append (skips redundant empty appends)."""
 
     def __repr__(self) -> str:
         return (

@@ -260,11 +260,11 @@ class RawNode:
 
     def has_ready(self) -> bool:
         """Whether :meth:`ready` has something to hand out."""
+        self._flush()
         raft = self.raft
         log = raft.log
         return bool(
-            raft.bcast_pending
-            or raft.msgs
+            raft.msgs
             or log.unstable
             or log.pending_snapshot is not None
             or raft.read_states

@@ -61,6 +61,7 @@ def send_append(r: Raft, to: NodeId, send_if_empty: bool = True) -> bool:
         )
     )
     pr.sent_entries(last, len(entries))
+    pr.sent_commit = log.committed
     return True
 
 
@@ -73,10 +74,11 @@ def _send_snapshot(r: Raft, to: NodeId, pr: Progress) -> bool:
 
 
 def bcast_append(r: Raft) -> None:
-    """Send every follower what it lacks (at least the commit index)."""
-    for node in r.progress:
+    """Send every follower what it lacks, or the commit index if it was not sent yet."""
+    committed = r.log.committed
+    for node, pr in r.progress.items():
         if node != r.id:
-            send_append(r, node)
+            send_append(r, node, send_if_empty=pr.sent_commit < committed)
 
 
 def bcast_heartbeat(r: Raft, context: bytes = b"") -> None:
