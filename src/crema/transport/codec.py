@@ -1,0 +1,410 @@
+"""Peer wire format: length-prefixed frames carrying versioned msgpack envelopes (L0, pure).
+
+Rules that hold everywhere in this module:
+
+* A frame is a 4-byte big-endian payload length followed by the payload. A
+  length above the configured maximum raises :class:`FrameTooLargeError`
+  before a single byte of the payload is buffered for it.
+* A payload is the msgpack array ``[version, kind, body]``. ``version`` must
+  equal :data:`WIRE_VERSION`; ``kind`` is a :class:`Kind`; ``body`` is a
+  positional array whose layout belongs to the kind.
+* Decoding never trusts the peer: every field is checked for type, range and
+  length, and anything else raises :class:`~crema.errors.PeerProtocolError`.
+  Extension types are rejected and pickle is never used.
+
+The public entry points are :func:`encode` / :func:`decode` (any payload),
+:func:`encode_message` / :func:`decode_message` (Raft messages),
+:func:`encode_frame` and :class:`FrameDecoder`.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from crema.errors import FrameTooLargeError, PeerProtocolError
+from crema.raft.messages import Message
+from crema.raft.types import NodeId, SnapshotMeta
+from crema.transport.fields import as_bool, as_bytes, as_list, as_str, as_uint, fail
+from crema.transport.raft_wire import (
+    message_from_wire,
+    message_to_wire,
+    meta_from_wire,
+    meta_to_wire,
+)
+
+WIRE_VERSION = 1
+"""Version of the envelope and of the handshake protocol."""
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+HEADER_SIZE = 4
+_HEADER = struct.Struct(">I")
+NONCE_SIZE = 32
+MAC_SIZE = 32
+MAX_CLUSTER_ID = 256
+MAX_REQUEST_ID = 256
+
+
+class Kind(enum.IntEnum):
+    """What an envelope carries."""
+
+    HELLO = 1
+    HELLO_ACK = 2
+    AUTH = 3
+    RAFT = 10
+    FORWARD = 11
+    FORWARD_RESP = 12
+    SNAPSHOT_CHUNK = 13
+    SNAPSHOT_ACK = 14
+
+
+HANDSHAKE_KINDS = frozenset({Kind.HELLO, Kind.HELLO_ACK, Kind.AUTH})
+
+
+class Lane(enum.IntEnum):
+    """Which outbound connection a dialer opens: Raft traffic or snapshot chunks."""
+
+    RAFT = 0
+    SNAPSHOT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Dialer -> acceptor: who I am, whom I want, my fresh nonce."""
+
+    version: int
+    cluster_id: str
+    frm: NodeId
+    to: NodeId
+    nonce: bytes
+    lane: Lane = Lane.RAFT
+
+
+@dataclass(frozen=True, slots=True)
+class HelloAck:
+    """Acceptor -> dialer: its nonce and, with a secret, its MAC over the transcript."""
+
+    cluster_id: str
+    frm: NodeId
+    to: NodeId
+    nonce: bytes
+    mac: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """Dialer -> acceptor: the dialer's MAC (empty without a secret)."""
+
+    mac: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A client request forwarded to another node; both fields are opaque."""
+
+    request_id: bytes
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardResp:
+    """The reply to a :class:`Forward` with the same ``request_id``."""
+
+    request_id: bytes
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    """``data`` at byte ``offset`` of the snapshot described by ``meta``."""
+
+    meta: SnapshotMeta
+    offset: int
+    data: bytes
+    last: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotAck:
+    """Receiver -> sender: bytes of snapshot (index, term) received so far, or refusal."""
+
+    index: int
+    term: int
+    offset: int
+    ok: bool = True
+
+
+Payload = Hello | HelloAck | Auth | Message | Forward | ForwardResp | SnapshotChunk | SnapshotAck
+
+
+# --------------------------------------------------------------------------
+# Bodies
+# --------------------------------------------------------------------------
+
+
+def _node(value: Any, name: str) -> NodeId:
+    return NodeId(as_uint(value, name, minimum=1))
+
+
+def _nonce(value: Any, name: str) -> bytes:
+    nonce = as_bytes(value, name, NONCE_SIZE)
+    if len(nonce) != NONCE_SIZE:
+        raise fail(f"{name}: expected {NONCE_SIZE} bytes, got {len(nonce)}")
+    return nonce
+
+
+def _mac(value: Any, name: str) -> bytes:
+    mac = as_bytes(value, name, MAC_SIZE)
+    if len(mac) not in (0, MAC_SIZE):
+        raise fail(f"{name}: expected 0 or {MAC_SIZE} bytes, got {len(mac)}")
+    return mac
+
+
+def _hello_from(value: Any) -> Hello:
+    f = as_list(value, "hello", 6)
+    lane = as_uint(f[5], "hello.lane", maximum=max(Lane))
+    return Hello(
+        version=as_uint(f[0], "hello.version"),
+        cluster_id=as_str(f[1], "hello.cluster_id", MAX_CLUSTER_ID),
+        frm=_node(f[2], "hello.frm"),
+        to=_node(f[3], "hello.to"),
+        nonce=_nonce(f[4], "hello.nonce"),
+        lane=Lane(lane),
+    )
+
+
+def _hello_ack_from(value: Any) -> HelloAck:
+    f = as_list(value, "hello_ack", 5)
+    return HelloAck(
+        cluster_id=as_str(f[0], "hello_ack.cluster_id", MAX_CLUSTER_ID),
+        frm=_node(f[1], "hello_ack.frm"),
+        to=_node(f[2], "hello_ack.to"),
+        nonce=_nonce(f[3], "hello_ack.nonce"),
+        mac=_mac(f[4], "hello_ack.mac"),
+    )
+
+
+def _auth_from(value: Any) -> Auth:
+    return Auth(mac=_mac(as_list(value, "auth", 1)[0], "auth.mac"))
+
+
+def _forward_fields(value: Any, name: str) -> tuple[bytes, bytes]:
+    f = as_list(value, name, 2)
+    return as_bytes(f[0], f"{name}.request_id", MAX_REQUEST_ID), as_bytes(f[1], f"{name}.body")
+
+
+def _chunk_from(value: Any) -> SnapshotChunk:
+    f = as_list(value, "snapshot_chunk", 4)
+    return SnapshotChunk(
+        meta=meta_from_wire(f[0]),
+        offset=as_uint(f[1], "snapshot_chunk.offset"),
+        data=as_bytes(f[2], "snapshot_chunk.data"),
+        last=as_bool(f[3], "snapshot_chunk.last"),
+    )
+
+
+def _ack_from(value: Any) -> SnapshotAck:
+    f = as_list(value, "snapshot_ack", 4)
+    return SnapshotAck(
+        index=as_uint(f[0], "snapshot_ack.index"),
+        term=as_uint(f[1], "snapshot_ack.term"),
+        offset=as_uint(f[2], "snapshot_ack.offset"),
+        ok=as_bool(f[3], "snapshot_ack.ok"),
+    )
+
+
+def _body_of(item: Payload) -> tuple[Kind, list[Any]]:  # noqa: PLR0911 - one arm per kind
+    match item:
+        case Message():
+            return Kind.RAFT, message_to_wire(item)
+        case Forward():
+            return Kind.FORWARD, [item.request_id, item.body]
+        case ForwardResp():
+            return Kind.FORWARD_RESP, [item.request_id, item.body]
+        case SnapshotChunk():
+            return Kind.SNAPSHOT_CHUNK, [meta_to_wire(item.meta), item.offset, item.data, item.last]
+        case SnapshotAck():
+            return Kind.SNAPSHOT_ACK, [item.index, item.term, item.offset, item.ok]
+        case Hello():
+            f = [item.version, item.cluster_id, item.frm, item.to, item.nonce, int(item.lane)]
+            return Kind.HELLO, f
+        case HelloAck():
+            return Kind.HELLO_ACK, [item.cluster_id, item.frm, item.to, item.nonce, item.mac]
+        case Auth():
+            return Kind.AUTH, [item.mac]
+    raise TypeError(f"not a transport payload: {type(item).__name__}")
+
+
+def _payload_from(kind: Kind, body: Any) -> Payload:  # noqa: PLR0911 - one arm per kind
+    match kind:
+        case Kind.RAFT:
+            return message_from_wire(body)
+        case Kind.FORWARD:
+            return Forward(*_forward_fields(body, "forward"))
+        case Kind.FORWARD_RESP:
+            return ForwardResp(*_forward_fields(body, "forward_resp"))
+        case Kind.SNAPSHOT_CHUNK:
+            return _chunk_from(body)
+        case Kind.SNAPSHOT_ACK:
+            return _ack_from(body)
+        case Kind.HELLO:
+            return _hello_from(body)
+        case Kind.HELLO_ACK:
+            return _hello_ack_from(body)
+        case Kind.AUTH:
+            return _auth_from(body)
+    raise AssertionError(f"unhandled kind {kind!r}")
+
+
+# --------------------------------------------------------------------------
+# Envelope
+# --------------------------------------------------------------------------
+
+_KINDS = frozenset(int(k) for k in Kind)
+
+
+_KIND_OF_TYPE: dict[type, Kind] = {
+    Message: Kind.RAFT,
+    Forward: Kind.FORWARD,
+    ForwardResp: Kind.FORWARD_RESP,
+    SnapshotChunk: Kind.SNAPSHOT_CHUNK,
+    SnapshotAck: Kind.SNAPSHOT_ACK,
+    Hello: Kind.HELLO,
+    HelloAck: Kind.HELLO_ACK,
+    Auth: Kind.AUTH,
+}
+
+
+def kind_of(item: Payload) -> Kind:
+    """Return the envelope kind that carries ``item``.
+
+    Raises:
+        TypeError: ``item`` is not a transport payload.
+    """
+    try:
+        return _KIND_OF_TYPE[type(item)]
+    except KeyError:
+        raise TypeError(f"not a transport payload: {type(item).__name__}") from None
+
+
+def encode(item: Payload) -> bytes:
+    """Encode any payload as a versioned msgpack envelope (without the length prefix).
+
+    Raises:
+        TypeError: ``item`` is not a transport payload.
+        ValueError: ``item`` is a local Raft message.
+    """
+    kind, body = _body_of(item)
+    data: bytes = msgpack.packb([WIRE_VERSION, int(kind), body], use_bin_type=True)
+    return data
+
+
+def decode(payload: bytes) -> tuple[Kind, Payload]:
+    """Decode and validate one envelope.
+
+    Returns:
+        The kind and the decoded value.
+
+    Raises:
+        PeerProtocolError: not valid msgpack, wrong version, unknown kind, or
+            any malformed field.
+    """
+    try:
+        obj = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise PeerProtocolError(f"undecodable payload: {type(exc).__name__}") from None
+    env = as_list(obj, "envelope", 3)
+    version = as_uint(env[0], "envelope.version")
+    if version != WIRE_VERSION:
+        raise fail(f"envelope.version: unsupported version {version}")
+    kind = as_uint(env[1], "envelope.kind")
+    if kind not in _KINDS:
+        raise fail(f"envelope.kind: unknown kind {kind}")
+    return Kind(kind), _payload_from(Kind(kind), env[2])
+
+
+def encode_message(msg: Message) -> bytes:
+    """Encode a Raft message as an envelope payload (kind ``RAFT``)."""
+    return encode(msg)
+
+
+def decode_message(payload: bytes) -> Message:
+    """Decode an envelope that must carry a Raft message.
+
+    Raises:
+        PeerProtocolError: malformed, or another kind.
+    """
+    kind, item = decode(payload)
+    if not isinstance(item, Message):
+        raise fail(f"expected a RAFT envelope, got {kind.name}")
+    return item
+
+
+# --------------------------------------------------------------------------
+# Framing
+# --------------------------------------------------------------------------
+
+
+def encode_frame(payload: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    """Prefix ``payload`` with its 4-byte big-endian length.
+
+    Raises:
+        FrameTooLargeError: the payload is longer than ``max_frame``.
+    """
+    if len(payload) > max_frame:
+        raise FrameTooLargeError(len(payload), max_frame)
+    return _HEADER.pack(len(payload)) + payload
+
+
+class FrameDecoder:
+    """Incremental frame splitter: feed bytes, get complete payloads.
+
+    The length of every frame is checked against ``max_frame`` as soon as its
+    header is complete, so an oversized announcement fails before any buffer
+    grows for it. After an error the decoder is poisoned: the connection must
+    be dropped.
+    """
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        if not 0 < max_frame < 1 << 32:
+            raise ValueError(f"max_frame must be in [1, 2**32), got {max_frame}")
+        self._max = max_frame
+        self._buf = bytearray()
+        self._need: int | None = None  # payload length of the frame in progress
+        self._failed = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for incomplete frames."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add ``data`` and return the payloads of every frame it completes.
+
+        Raises:
+            FrameTooLargeError: a header announces more than ``max_frame`` bytes.
+            PeerProtocolError: the decoder already failed.
+        """
+        if self._failed:
+            raise PeerProtocolError("frame decoder used after a protocol error")
+        self._buf += data
+        out: list[bytes] = []
+        buf = self._buf
+        while True:
+            if self._need is None:
+                if len(buf) < HEADER_SIZE:
+                    return out
+                (size,) = _HEADER.unpack_from(buf)
+                if size > self._max:
+                    self._failed = True
+                    raise FrameTooLargeError(size, self._max)
+                del buf[:HEADER_SIZE]
+                self._need = size
+            if len(buf) < self._need:
+                return out
+            out.append(bytes(buf[: self._need]))
+            del buf[: self._need]
+            self._need = None
