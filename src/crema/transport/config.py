@@ -1,0 +1,74 @@
+"""Transport settings and peer address parsing (L0, pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crema.errors import ConfigError
+from crema.transport.codec import DEFAULT_MAX_FRAME
+
+
+def parse_addr(addr: str, field: str = "addr") -> tuple[str, int]:
+    """Split ``"host:port"`` (or ``"[v6]:port"``) into host and port.
+
+    Raises:
+        ConfigError: malformed address or port out of range.
+    """
+    host, sep, port_text = addr.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ConfigError(field, f"expected 'host:port', got {addr!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    port = int(port_text)
+    if port > 65535:
+        raise ConfigError(field, f"port {port} out of range")
+    return host, port
+
+
+@dataclass(frozen=True, slots=True)
+class TransportConfig:
+    """Knobs of :class:`~crema.transport.tcp.TcpTransport`; defaults suit a LAN.
+
+    Attributes:
+        max_frame: largest payload accepted or sent, in bytes.
+        queue_messages: most frames queued per peer for the Raft lane.
+        queue_bytes: most bytes queued per peer for the Raft lane.
+        snapshot_queue_bytes: most bytes of snapshot chunks queued per peer.
+        batch_bytes: a writer gathers queued frames up to this many bytes per write.
+        connect_timeout: seconds allowed to open a TCP connection.
+        handshake_timeout: seconds allowed for the whole handshake.
+        backoff_initial: first reconnect delay, seconds.
+        backoff_max: largest reconnect delay, seconds.
+        max_pending_handshakes: inbound connections still in their handshake;
+            more are refused at once.
+        read_size: bytes asked of the socket per read.
+    """
+
+    max_frame: int = DEFAULT_MAX_FRAME
+    queue_messages: int = 4096
+    queue_bytes: int = 64 * 1024 * 1024
+    snapshot_queue_bytes: int = 8 * 1024 * 1024
+    batch_bytes: int = 1024 * 1024
+    connect_timeout: float = 2.0
+    handshake_timeout: float = 5.0
+    backoff_initial: float = 0.05
+    backoff_max: float = 2.0
+    max_pending_handshakes: int = 64
+    read_size: int = 256 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_frame", "queue_messages", "batch_bytes", "max_pending_handshakes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, "must be >= 1")
+        if self.max_frame >= 1 << 32:
+            raise ConfigError("max_frame", "must fit the 4-byte length prefix")
+        for name in ("queue_bytes", "snapshot_queue_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, "must be >= 1 (an empty queue always takes one frame)")
+        if self.read_size < 1024:
+            raise ConfigError("read_size", "must be >= 1024")
+        for name in ("connect_timeout", "handshake_timeout", "backoff_initial"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, "must be > 0")
+        if self.backoff_max < self.backoff_initial:
+            raise ConfigError("backoff_max", "must be >= backoff_initial")

@@ -1,0 +1,186 @@
+"""Stream-level pieces shared by both ends of a peer connection (L2).
+
+Only moving bytes lives here: reading frames off a ``StreamReader`` through a
+:class:`~crema.transport.codec.FrameDecoder`, and running the pure handshake
+state machines over a socket with a deadline. Decisions belong to the codec
+and the handshake module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import TypeVar
+
+from crema.errors import HandshakeError
+from crema.raft.types import NodeId
+from crema.transport.codec import (
+    HANDSHAKE_KINDS,
+    NONCE_SIZE,
+    Auth,
+    FrameDecoder,
+    Hello,
+    HelloAck,
+    Kind,
+    Lane,
+    Payload,
+    decode,
+    encode,
+    encode_frame,
+)
+from crema.transport.config import TransportConfig
+from crema.transport.handshake import AcceptorHandshake, DialerHandshake
+
+HANDSHAKE_MAX_FRAME = 1024
+"""Largest frame accepted before a peer is authenticated."""
+
+
+class FrameReader:
+    """Payloads from a stream, one read loop's worth of state."""
+
+    def __init__(self, reader: asyncio.StreamReader, max_frame: int, read_size: int) -> None:
+        self._reader = reader
+        self._decoder = FrameDecoder(max_frame)
+        self._ready: deque[bytes] = deque()
+        self._read_size = read_size
+
+    def upgrade(self, max_frame: int, read_size: int) -> None:
+        """Lift the pre-authentication limits once the handshake succeeded."""
+        self._decoder.max_frame = max_frame
+        self._read_size = read_size
+
+    async def next_payload(self) -> bytes | None:
+        """The next complete payload, or None at end of stream.
+
+        Raises:
+            FrameTooLargeError: a frame announces more than the limit.
+            OSError: the connection failed.
+        """
+        while not self._ready:
+            data = await self._reader.read(self._read_size)
+            if not data:
+                return None
+            self._ready.extend(self._decoder.feed(data))
+        return self._ready.popleft()
+
+    async def next_item(self) -> tuple[Kind, Payload] | None:
+        """The next decoded envelope, or None at end of stream.
+
+        Raises:
+            PeerProtocolError: malformed or oversized frame.
+        """
+        payload = await self.next_payload()
+        return None if payload is None else decode(payload)
+
+
+def set_nodelay(writer: asyncio.StreamWriter) -> None:
+    """Disable Nagle's algorithm: Raft messages are small and latency-bound."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    """Close a stream, ignoring errors of an already broken connection."""
+    writer.close()
+    with contextlib.suppress(OSError, asyncio.CancelledError, RuntimeError):
+        await writer.wait_closed()
+
+
+_T = TypeVar("_T")
+
+
+async def _expect(frames: FrameReader, typ: type[_T]) -> _T:
+    got = await frames.next_item()
+    if got is None:
+        raise HandshakeError("connection closed during handshake")
+    kind, item = got
+    if not isinstance(item, typ):
+        raise HandshakeError(f"expected {typ.__name__}, got {kind.name}")
+    return item
+
+
+async def dial(
+    host: str,
+    port: int,
+    *,
+    node_id: NodeId,
+    peer_id: NodeId,
+    cluster_id: str,
+    secret: bytes | None,
+    lane: Lane,
+    config: TransportConfig,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to a peer and authenticate both ways.
+
+    Raises:
+        OSError, TimeoutError: could not connect in time.
+        PeerProtocolError: the handshake failed (the connection is closed).
+    """
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port), config.connect_timeout
+    )
+    try:
+        set_nodelay(writer)
+        hs = DialerHandshake(
+            cluster_id=cluster_id,
+            node_id=node_id,
+            peer_id=peer_id,
+            secret=secret,
+            nonce=os.urandom(NONCE_SIZE),
+            lane=lane,
+        )
+        async with asyncio.timeout(config.handshake_timeout):
+            writer.write(encode_frame(encode(hs.hello())))
+            frames = FrameReader(reader, HANDSHAKE_MAX_FRAME, 4096)
+            auth = hs.receive_ack(await _expect(frames, HelloAck))
+            writer.write(encode_frame(encode(auth)))
+            await writer.drain()
+    except BaseException:
+        await close_writer(writer)
+        raise
+    return reader, writer
+
+
+async def accept(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    node_id: NodeId,
+    cluster_id: str,
+    secret: bytes | None,
+    is_known_peer: Callable[[NodeId], bool],
+    timeout: float,
+) -> tuple[NodeId, Lane, FrameReader]:
+    """Run the acceptor side of the handshake on a fresh inbound connection.
+
+    Returns:
+        The authenticated peer id, its lane, and a frame reader positioned
+        after the handshake (it may already hold the first data frames).
+
+    Raises:
+        PeerProtocolError, OSError, TimeoutError: the caller drops the connection.
+    """
+    hs = AcceptorHandshake(
+        cluster_id=cluster_id,
+        node_id=node_id,
+        secret=secret,
+        is_known_peer=is_known_peer,
+        nonce=os.urandom(NONCE_SIZE),
+    )
+    frames = FrameReader(reader, HANDSHAKE_MAX_FRAME, 4096)
+    async with asyncio.timeout(timeout):
+        hello = await _expect(frames, Hello)
+        writer.write(encode_frame(encode(hs.receive_hello(hello))))
+        await writer.drain()
+        peer = hs.receive_auth(await _expect(frames, Auth))
+    return peer, hello.lane, frames
+
+
+def is_data_kind(kind: Kind) -> bool:
+    """Kinds allowed after the handshake."""
+    return kind not in HANDSHAKE_KINDS
