@@ -377,17 +377,6 @@ class FrameDecoder:
         self._failed = False
 
     @property
-    def max_frame(self) -> int:
-        """Largest payload accepted; applies to frames whose header is not yet parsed."""
-        return self._max
-
-    @max_frame.setter
-    def max_frame(self, value: int) -> None:
-        if not 0 < value < 1 << 32:
-            raise ValueError(f"max_frame must be in [1, 2**32), got {value}")
-        self._max = value
-
-    @property
     def buffered(self) -> int:
         """Bytes held for incomplete frames."""
         return len(self._buf)

@@ -12,14 +12,15 @@ import asyncio
 import contextlib
 import os
 import socket
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
-from crema.errors import HandshakeError
+from crema.errors import FrameTooLargeError, HandshakeError
 from crema.raft.types import NodeId
 from crema.transport.codec import (
-    HANDSHAKE_KINDS,
+    HEADER_SIZE,
     NONCE_SIZE,
     Auth,
     FrameDecoder,
@@ -46,11 +47,6 @@ class FrameReader:
         self._reader = reader
         self._decoder = FrameDecoder(max_frame)
         self._ready: deque[bytes] = deque()
-        self._read_size = read_size
-
-    def upgrade(self, max_frame: int, read_size: int) -> None:
-        """Lift the pre-authentication limits once the handshake succeeded."""
-        self._decoder.max_frame = max_frame
         self._read_size = read_size
 
     async def next_payload(self) -> bytes | None:
@@ -94,11 +90,19 @@ async def close_writer(writer: asyncio.StreamWriter) -> None:
 _T = TypeVar("_T")
 
 
-async def _expect(frames: FrameReader, typ: type[_T]) -> _T:
-    got = await frames.next_item()
-    if got is None:
-        raise HandshakeError("connection closed during handshake")
-    kind, item = got
+async def _expect(reader: asyncio.StreamReader, typ: type[_T]) -> _T:
+    """Read exactly one small handshake frame, consuming nothing after it.
+
+    ``readexactly`` leaves any later bytes (the first data frames) in the
+    stream for the read loop, and the tiny limit applies before allocation.
+    """
+    try:
+        (size,) = struct.unpack(">I", await reader.readexactly(HEADER_SIZE))
+        if size > HANDSHAKE_MAX_FRAME:
+            raise FrameTooLargeError(size, HANDSHAKE_MAX_FRAME)
+        kind, item = decode(await reader.readexactly(size))
+    except asyncio.IncompleteReadError:
+        raise HandshakeError("connection closed during handshake") from None
     if not isinstance(item, typ):
         raise HandshakeError(f"expected {typ.__name__}, got {kind.name}")
     return item
@@ -136,8 +140,7 @@ async def dial(
         )
         async with asyncio.timeout(config.handshake_timeout):
             writer.write(encode_frame(encode(hs.hello())))
-            frames = FrameReader(reader, HANDSHAKE_MAX_FRAME, 4096)
-            auth = hs.receive_ack(await _expect(frames, HelloAck))
+            auth = hs.receive_ack(await _expect(reader, HelloAck))
             writer.write(encode_frame(encode(auth)))
             await writer.drain()
     except BaseException:
@@ -155,12 +158,12 @@ async def accept(
     secret: bytes | None,
     is_known_peer: Callable[[NodeId], bool],
     timeout: float,
-) -> tuple[NodeId, Lane, FrameReader]:
+) -> tuple[NodeId, Lane]:
     """Run the acceptor side of the handshake on a fresh inbound connection.
 
     Returns:
-        The authenticated peer id, its lane, and a frame reader positioned
-        after the handshake (it may already hold the first data frames).
+        The authenticated peer id and its lane; data frames that follow stay
+        in ``reader``.
 
     Raises:
         PeerProtocolError, OSError, TimeoutError: the caller drops the connection.
@@ -172,15 +175,9 @@ async def accept(
         is_known_peer=is_known_peer,
         nonce=os.urandom(NONCE_SIZE),
     )
-    frames = FrameReader(reader, HANDSHAKE_MAX_FRAME, 4096)
     async with asyncio.timeout(timeout):
-        hello = await _expect(frames, Hello)
+        hello = await _expect(reader, Hello)
         writer.write(encode_frame(encode(hs.receive_hello(hello))))
         await writer.drain()
-        peer = hs.receive_auth(await _expect(frames, Auth))
-    return peer, hello.lane, frames
-
-
-def is_data_kind(kind: Kind) -> bool:
-    """Kinds allowed after the handshake."""
-    return kind not in HANDSHAKE_KINDS
+        peer = hs.receive_auth(await _expect(reader, Auth))
+    return peer, hello.lane

@@ -300,17 +300,22 @@ class TcpTransport:
     # Receiving
     # ------------------------------------------------------------------
 
-    async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A plain callback that spawns a task we own, so stop() can cancel it
+        # (asyncio 3.11 mishandles a cancelled client_connected_cb coroutine).
         if self._stopped or self._pending >= self._config.max_pending_handshakes:
             writer.close()
             return
+        task = asyncio.get_running_loop().create_task(self._inbound_task(reader, writer))
         self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _inbound_task(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             await self._serve_inbound(reader, writer)
         finally:
-            self._tasks.discard(task)
             await close_writer(writer)
 
     async def _serve_inbound(
@@ -319,7 +324,7 @@ class TcpTransport:
         remote = writer.get_extra_info("peername")
         self._pending += 1
         try:
-            peer, lane, frames = await accept(
+            peer, lane = await accept(
                 reader,
                 writer,
                 node_id=self.node_id,
@@ -336,7 +341,7 @@ class TcpTransport:
         finally:
             self._pending -= 1
         set_nodelay(writer)
-        frames.upgrade(self._config.max_frame, self._config.read_size)
+        frames = FrameReader(reader, self._config.max_frame, self._config.read_size)
         key = (peer, lane)
         old = self._inbound.get(key)
         if old is not None:
