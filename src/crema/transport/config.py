@@ -37,6 +37,9 @@ class TransportConfig:
         batch_bytes: a writer gathers queued frames up to this many bytes per write.
         connect_timeout: seconds allowed to open a TCP connection.
         handshake_timeout: seconds allowed for the whole handshake.
+        write_timeout: seconds a batch may wait for the peer to read before the
+            connection is declared dead and redialed (a silently vanished host
+            would otherwise hold the lane until the kernel gives up).
         backoff_initial: first reconnect delay, seconds.
         backoff_max: largest reconnect delay, seconds.
         max_pending_handshakes: inbound connections still in their handshake;
@@ -51,6 +54,7 @@ class TransportConfig:
     batch_bytes: int = 1024 * 1024
     connect_timeout: float = 2.0
     handshake_timeout: float = 5.0
+    write_timeout: float = 10.0
     backoff_initial: float = 0.05
     backoff_max: float = 2.0
     max_pending_handshakes: int = 64
@@ -67,7 +71,7 @@ class TransportConfig:
                 raise ConfigError(name, "must be >= 1 (an empty queue always takes one frame)")
         if self.read_size < 1024:
             raise ConfigError("read_size", "must be >= 1024")
-        for name in ("connect_timeout", "handshake_timeout", "backoff_initial"):
+        for name in ("connect_timeout", "handshake_timeout", "write_timeout", "backoff_initial"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, "must be > 0")
         if self.backoff_max < self.backoff_initial:

@@ -124,7 +124,7 @@ class OutboundLane:
         watcher = asyncio.get_running_loop().create_task(self._watch(reader))
         try:
             await self._pump(writer)
-        except (OSError, RuntimeError) as exc:  # RuntimeError: write on a closing transport
+        except (OSError, RuntimeError, TimeoutError) as exc:  # RuntimeError: closing transport
             log.debug("node %s: connection to peer %s lost: %r", self.node_id, self.peer_id, exc)
         finally:
             self.connected = False
@@ -149,6 +149,7 @@ class OutboundLane:
     async def _pump(self, writer: asyncio.StreamWriter) -> None:
         queue = self.queue
         batch_bytes = self._config.batch_bytes
+        write_timeout = self._config.write_timeout
         while True:
             await queue.wait()
             if self._lost or self._closed:
@@ -157,5 +158,6 @@ class OutboundLane:
             if not batch:
                 continue
             writer.write(batch[0] if len(batch) == 1 else b"".join(batch))
-            await writer.drain()
+            async with asyncio.timeout(write_timeout):
+                await writer.drain()
             self.sent += len(batch)
