@@ -15,6 +15,7 @@ from crema.transport.codec import (
     ForwardResp,
     Hello,
     HelloAck,
+    Kind,
     Lane,
     Payload,
     SnapshotAck,
@@ -67,13 +68,15 @@ nonces = st.binary(min_size=NONCE_SIZE, max_size=NONCE_SIZE)
 macs = st.just(b"") | st.binary(min_size=MAC_SIZE, max_size=MAC_SIZE)
 cluster_ids = st.text(max_size=20)
 
-payloads: st.SearchStrategy[Payload] = st.one_of(
-    messages,
-    st.builds(Forward, request_id=small_bytes, body=st.binary(max_size=256)),
-    st.builds(ForwardResp, request_id=small_bytes, body=st.binary(max_size=256)),
-    st.builds(SnapshotChunk, meta=snapshot_metas, offset=u64, data=small_bytes, last=st.booleans()),
-    st.builds(SnapshotAck, index=u64, term=u64, offset=u64, ok=st.booleans()),
-    st.builds(
+by_kind: dict[Kind, st.SearchStrategy[Payload]] = {
+    Kind.RAFT: messages,
+    Kind.FORWARD: st.builds(Forward, request_id=small_bytes, body=st.binary(max_size=256)),
+    Kind.FORWARD_RESP: st.builds(ForwardResp, request_id=small_bytes, body=st.binary(max_size=256)),
+    Kind.SNAPSHOT_CHUNK: st.builds(
+        SnapshotChunk, meta=snapshot_metas, offset=u64, data=small_bytes, last=st.booleans()
+    ),
+    Kind.SNAPSHOT_ACK: st.builds(SnapshotAck, index=u64, term=u64, offset=u64, ok=st.booleans()),
+    Kind.HELLO: st.builds(
         Hello,
         version=st.just(WIRE_VERSION),
         cluster_id=cluster_ids,
@@ -82,6 +85,9 @@ payloads: st.SearchStrategy[Payload] = st.one_of(
         nonce=nonces,
         lane=st.sampled_from(Lane),
     ),
-    st.builds(HelloAck, cluster_id=cluster_ids, frm=node_ids, to=node_ids, nonce=nonces, mac=macs),
-    st.builds(Auth, mac=macs),
-)
+    Kind.HELLO_ACK: st.builds(
+        HelloAck, cluster_id=cluster_ids, frm=node_ids, to=node_ids, nonce=nonces, mac=macs
+    ),
+    Kind.AUTH: st.builds(Auth, mac=macs),
+}
+payloads: st.SearchStrategy[Payload] = st.one_of(*by_kind.values())

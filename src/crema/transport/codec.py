@@ -364,8 +364,10 @@ class FrameDecoder:
 
     The length of every frame is checked against ``max_frame`` as soon as its
     header is complete, so an oversized announcement fails before any buffer
-    grows for it. After an error the decoder is poisoned: the connection must
-    be dropped.
+    grows for it. Payloads completed before a bad header are still returned;
+    the error is raised by that call if there are none, else by the next call
+    (or :meth:`check`). After an error the decoder stays failed: the
+    connection must be dropped.
     """
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
@@ -374,22 +376,25 @@ class FrameDecoder:
         self._max = max_frame
         self._buf = bytearray()
         self._need: int | None = None  # payload length of the frame in progress
-        self._failed = False
+        self._error: PeerProtocolError | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes held for incomplete frames."""
         return len(self._buf)
 
+    def check(self) -> None:
+        """Raise the error found by an earlier :meth:`feed`, if any."""
+        if self._error is not None:
+            raise self._error
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add ``data`` and return the payloads of every frame it completes.
 
         Raises:
             FrameTooLargeError: a header announces more than ``max_frame`` bytes.
-            PeerProtocolError: the decoder already failed.
         """
-        if self._failed:
-            raise PeerProtocolError("frame decoder used after a protocol error")
+        self.check()
         self._buf += data
         out: list[bytes] = []
         buf = self._buf
@@ -399,8 +404,11 @@ class FrameDecoder:
                     return out
                 (size,) = _HEADER.unpack_from(buf)
                 if size > self._max:
-                    self._failed = True
-                    raise FrameTooLargeError(size, self._max)
+                    self._error = FrameTooLargeError(size, self._max)
+                    buf.clear()
+                    if not out:
+                        raise self._error
+                    return out
                 del buf[:HEADER_SIZE]
                 self._need = size
             if len(buf) < self._need:

@@ -57,6 +57,7 @@ class FrameReader:
             OSError: the connection failed.
         """
         while not self._ready:
+            self._decoder.check()
             data = await self._reader.read(self._read_size)
             if not data:
                 return None

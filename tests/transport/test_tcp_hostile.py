@@ -1,0 +1,135 @@
+"""An authenticated or unauthenticated peer misbehaving on a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from crema.raft.types import NodeId, SnapshotMeta
+from crema.transport.codec import Auth, Forward, Lane, Payload, SnapshotChunk, encode, encode_frame
+from crema.transport.config import parse_addr
+from crema.transport.conn import dial
+from crema.transport.tcp import TcpTransport
+from tests.transport.harness import CLUSTER, FAST, SECRET, Inbox, heartbeat, make, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def _victim(box: Inbox) -> TcpTransport:
+    a = make(1, box, peers={2: "127.0.0.1:1"}, config=replace(FAST, handshake_timeout=0.3))
+    await a.start()
+    return a
+
+
+async def _inject(a: TcpTransport, lane: Lane, *items: Payload | bytes) -> bytes:
+    """Authenticate as node 2, write ``items``, return what the victim sent back before EOF."""
+    host, port = parse_addr(a.address)
+    reader, writer = await dial(
+        host,
+        port,
+        node_id=NodeId(2),
+        peer_id=NodeId(1),
+        cluster_id=CLUSTER,
+        secret=SECRET,
+        lane=lane,
+        config=FAST,
+    )
+    for item in items:
+        writer.write(item if isinstance(item, bytes) else encode_frame(encode(item)))
+    await writer.drain()
+    try:
+        async with asyncio.timeout(5):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("lane", "bad"),
+    [
+        (Lane.RAFT, heartbeat(3, 1)),  # claims to come from node 3
+        (Lane.RAFT, heartbeat(2, 5)),  # addressed to another node
+        (Lane.RAFT, Auth(b"")),  # handshake message after the handshake
+        (Lane.RAFT, SnapshotChunk(SnapshotMeta(), 0, b"x")),  # chunk on the Raft lane
+        (Lane.SNAPSHOT, heartbeat(2, 1)),  # Raft message on the snapshot lane
+        (Lane.RAFT, b"\x00\x00\x00\x03abc"),  # garbage payload
+        (Lane.RAFT, b"\x7f\xff\xff\xff"),  # 2 GiB frame announced
+    ],
+    ids=["spoofed-from", "wrong-to", "auth-again", "chunk-lane", "raft-on-snap", "garbage", "huge"],
+)
+def test_authenticated_peer_breaking_protocol_is_dropped(lane: Lane, bad: Payload | bytes) -> None:
+    async def main() -> None:
+        box = Inbox()
+        a = await _victim(box)
+        try:
+            good = heartbeat(2, 1) if lane is Lane.RAFT else SnapshotChunk(SnapshotMeta(), 0, b"")
+            trailing = Forward(b"after", b"never delivered")
+            assert await _inject(a, lane, good, bad, trailing) == b""
+            await wait_until(lambda: a.stats().protocol_errors == 1)
+            assert [item for _, _, item in box.items] == [good]
+        finally:
+            await a.stop()
+
+    asyncio.run(main())
+
+
+def test_silent_connection_is_dropped_after_handshake_timeout() -> None:
+    async def main() -> None:
+        box = Inbox()
+        a = await _victim(box)
+        try:
+            host, port = parse_addr(a.address)
+            reader, writer = await asyncio.open_connection(host, port)
+            async with asyncio.timeout(5):
+                assert await reader.read() == b""  # closed by the victim, not by us
+            writer.close()
+            assert a.stats().rejected_handshakes == 1
+        finally:
+            await a.stop()
+
+    asyncio.run(main())
+
+
+def test_wrong_target_node_is_refused() -> None:
+    async def main() -> None:
+        box = Inbox()
+        a = await _victim(box)
+        b = make(2, Inbox(), peers={3: a.address})  # believes node 3 lives there
+        await b.start()
+        try:
+            b.send(3, heartbeat(2, 3))
+            await wait_until(lambda: a.stats().rejected_handshakes >= 1)
+            assert box.items == []
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(main())
+
+
+def test_peer_moving_to_a_new_address_is_followed() -> None:
+    async def main() -> None:
+        box_b1, box_b2 = Inbox(), Inbox()
+        a = make(1, Inbox())
+        b1 = make(2, box_b1)
+        b2 = make(2, box_b2)
+        for t in (a, b1, b2):
+            await t.start()
+        try:
+            a.add_peer(2, b1.address)
+            b1.add_peer(1, a.address)
+            b2.add_peer(1, a.address)
+            a.send(2, heartbeat(1, 2))
+            await wait_until(lambda: len(box_b1.items) == 1)
+            a.add_peer(2, b2.address)
+            while not box_b2.items:
+                a.send(2, heartbeat(1, 2))
+                await asyncio.sleep(0.01)
+            assert a.stats().peers[NodeId(2)].addr == b2.address
+        finally:
+            for t in (a, b1, b2):
+                await t.stop()
+
+    asyncio.run(main())
