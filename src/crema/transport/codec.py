@@ -263,7 +263,7 @@ def _payload_from(kind: Kind, body: Any) -> Payload:  # noqa: PLR0911 - one arm 
 # Envelope
 # --------------------------------------------------------------------------
 
-_KINDS = frozenset(int(k) for k in Kind)
+_KIND_BY_INT = {int(k): k for k in Kind}
 
 
 _KIND_OF_TYPE: dict[type, Kind] = {
@@ -317,13 +317,13 @@ def decode(payload: bytes) -> tuple[Kind, Payload]:
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise PeerProtocolError(f"undecodable payload: {type(exc).__name__}") from None
     env = as_list(obj, "envelope", 3)
-    version = as_uint(env[0], "envelope.version")
-    if version != WIRE_VERSION:
-        raise fail(f"envelope.version: unsupported version {version}")
-    kind = as_uint(env[1], "envelope.kind")
-    if kind not in _KINDS:
-        raise fail(f"envelope.kind: unknown kind {kind}")
-    return Kind(kind), _payload_from(Kind(kind), env[2])
+    version, kind, body = env
+    if type(version) is not int or version != WIRE_VERSION:
+        raise fail(f"envelope.version: unsupported version {version!r}")
+    k = _KIND_BY_INT.get(kind) if type(kind) is int else None
+    if k is None:
+        raise fail(f"envelope.kind: unknown kind {kind!r}")
+    return k, _payload_from(k, body)
 
 
 def encode_message(msg: Message) -> bytes:

@@ -18,7 +18,7 @@ from typing import Any
 
 from crema.raft.messages import LOCAL_MESSAGES, Message, MessageType
 from crema.raft.types import ConfState, Entry, EntryType, Index, NodeId, SnapshotMeta, Term
-from crema.transport.fields import as_bool, as_bytes, as_list, as_uint, fail
+from crema.transport.fields import U64_MAX, as_bool, as_bytes, as_list, as_uint, fail
 
 MAX_ENTRIES = 1 << 17
 """Most entries in one message: bounds the objects a single frame can create."""
@@ -32,6 +32,9 @@ _ENTRY_FIELDS = 4
 _META_FIELDS = 4
 _WIRE_TYPES = frozenset(MessageType) - LOCAL_MESSAGES
 _ENTRY_TYPES = frozenset(int(t) for t in EntryType)
+_WIRE_TYPE_BY_INT = {int(t): t for t in _WIRE_TYPES}
+_ENTRY_TYPE_BY_INT = {int(t): t for t in EntryType}
+_SEVEN_INTS = (int,) * 7
 
 
 def meta_to_wire(meta: SnapshotMeta) -> list[Any]:
@@ -104,13 +107,58 @@ def message_to_wire(msg: Message) -> list[Any]:
     ]
 
 
+def _entry_fast(value: Any) -> Entry:
+    """Decode an entry; the common well-formed case skips the per-field helpers."""
+    if type(value) is list and len(value) == _ENTRY_FIELDS:
+        index, term, etype, data = value
+        et = _ENTRY_TYPE_BY_INT.get(etype) if type(etype) is int else None
+        if (
+            et is not None
+            and type(index) is int
+            and type(term) is int
+            and type(data) is bytes
+            and 1 <= index <= U64_MAX
+            and 0 <= term <= U64_MAX
+        ):
+            return Entry(Index(index), Term(term), et, data)
+    return _entry_from_wire(value)  # raises the precise error
+
+
 def message_from_wire(value: Any) -> Message:
     """Decode and validate a Raft message.
+
+    A fast path checks every field inline; anything it does not accept goes
+    through :func:`_message_checked`, which names the offending field.
 
     Raises:
         PeerProtocolError: any field has the wrong type or range, the type is
             unknown or local, or a list is longer than its bound.
     """
+    if type(value) is not list or len(value) != _MSG_FIELDS:
+        return _message_checked(value)
+    mtype, to, frm, term, log_term, index, ents, commit, reject, hint, ctx, snap = value
+    mt = _WIRE_TYPE_BY_INT.get(mtype) if type(mtype) is int else None
+    ints = (to, frm, term, log_term, index, commit, hint)
+    if (
+        mt is None
+        or tuple(map(type, ints)) != _SEVEN_INTS  # C-speed type check of all seven
+        or min(ints) < 0
+        or max(ints) > U64_MAX
+        or to < 1
+        or frm < 1
+        or type(reject) is not bool
+        or type(ctx) is not bytes
+        or len(ctx) > MAX_CONTEXT
+        or type(ents) is not list
+        or len(ents) > MAX_ENTRIES
+    ):
+        return _message_checked(value)
+    entries = tuple(map(_entry_fast, ents)) if ents else ()
+    meta = None if snap is None else meta_from_wire(snap)
+    return Message(mt, to, frm, term, log_term, index, entries, commit, reject, hint, ctx, meta)
+
+
+def _message_checked(value: Any) -> Message:
     f = as_list(value, "message", _MSG_FIELDS)
     mtype = as_uint(f[0], "message.type")
     if mtype not in _WIRE_TYPES:

@@ -1,0 +1,190 @@
+"""Peer transport over loopback: one-way messages/s and round-trip latency.
+
+Two ``TcpTransport`` instances (with a cluster secret) run in one event loop,
+so one core does both ends' work. Figures:
+
+* one-way throughput of Raft ``APP`` messages carrying one 128-byte entry,
+  with a window of messages in flight;
+* round trips (``HEARTBEAT`` -> ``HEARTBEAT_RESP`` echo) with 1 and with many
+  in flight: round trips/s, p50 and p99 latency;
+* the same ping-pong over bare asyncio streams with the same framing and
+  msgpack bodies but no validation, handshake or queues, as the peer: the
+  ratio shows what the transport's checks and queues cost.
+
+    .venv/bin/python bench/transport_bench.py [--messages 100000] [--round-trips 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import struct
+import time
+from collections.abc import Callable
+
+import msgpack
+
+from crema.raft.messages import Message, MessageType
+from crema.raft.types import Entry, Index, NodeId, Term
+from crema.transport.codec import Kind, Payload
+from crema.transport.tcp import TcpTransport
+
+SECRET = b"bench-secret-bench-secret"
+A, B = NodeId(1), NodeId(2)
+Handler = Callable[[NodeId, Kind, Payload], None]
+
+
+class Pair:
+    """Two connected transports whose callbacks can be swapped per experiment."""
+
+    def __init__(self) -> None:
+        self.on_a: Handler = lambda *_: None
+        self.on_b: Handler = lambda *_: None
+        self.a = TcpTransport(1, "127.0.0.1:0", {}, "bench", SECRET, lambda *x: self.on_a(*x))
+        self.b = TcpTransport(2, "127.0.0.1:0", {}, "bench", SECRET, lambda *x: self.on_b(*x))
+
+    async def start(self) -> None:
+        await self.a.start()
+        await self.b.start()
+        self.a.add_peer(B, self.b.address)
+        self.b.add_peer(A, self.a.address)
+        await self.round_trips(10, 1)  # connect both lanes before measuring
+
+    async def stop(self) -> None:
+        await self.a.stop()
+        await self.b.stop()
+
+    async def one_way(self, n: int, window: int) -> float:
+        """Send ``n`` APP messages A -> B; return messages per second."""
+        entry = Entry(Index(1), Term(1), data=b"e" * 128)
+        msg = Message(MessageType.APP, B, A, term=Term(1), entries=(entry,))
+        received = 0
+        progress = asyncio.Event()
+
+        def on_b(_frm: NodeId, _kind: Kind, _item: Payload) -> None:
+            nonlocal received
+            received += 1
+            progress.set()
+
+        self.on_b = on_b
+        start = time.perf_counter()
+        sent = 0
+        while received < n:
+            while sent < n and sent - received < window:
+                self.a.send(B, msg)
+                sent += 1
+            progress.clear()
+            await progress.wait()
+        return n / (time.perf_counter() - start)
+
+    async def round_trips(self, n: int, inflight: int) -> tuple[float, list[float]]:
+        """``n`` echo round trips with ``inflight`` outstanding; return (rt/s, latencies)."""
+        started: dict[bytes, float] = {}
+        latencies: list[float] = []
+        done = asyncio.get_running_loop().create_future()
+        issued = 0
+
+        def issue() -> None:
+            nonlocal issued
+            key = issued.to_bytes(8, "big")
+            issued += 1
+            started[key] = time.perf_counter()
+            self.a.send(B, Message(MessageType.HEARTBEAT, B, A, term=Term(1), context=key))
+
+        def on_b(_frm: NodeId, _kind: Kind, item: Payload) -> None:
+            assert isinstance(item, Message)
+            reply = Message(MessageType.HEARTBEAT_RESP, A, B, term=Term(1), context=item.context)
+            self.b.send(A, reply)
+
+        def on_a(_frm: NodeId, _kind: Kind, item: Payload) -> None:
+            assert isinstance(item, Message)
+            latencies.append(time.perf_counter() - started.pop(item.context))
+            if issued < n:
+                issue()
+            elif not started and not done.done():
+                done.set_result(None)
+
+        self.on_a, self.on_b = on_a, on_b
+        begin = time.perf_counter()
+        for _ in range(min(inflight, n)):
+            issue()
+        await done
+        return n / (time.perf_counter() - begin), latencies
+
+
+async def bare_round_trips(n: int, inflight: int) -> float:
+    """The peer: echo over plain asyncio streams, same framing and msgpack, no checks."""
+    header = struct.Struct(">I")
+
+    async def read_frame(reader: asyncio.StreamReader) -> bytes:
+        (size,) = header.unpack(await reader.readexactly(4))
+        return await reader.readexactly(size)
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                body = msgpack.unpackb(await read_frame(reader))
+            except asyncio.IncompleteReadError:
+                writer.close()
+                return
+            data = msgpack.packb([1, 10, body[2]])
+            writer.write(header.pack(len(data)) + data)
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    msg = [9, 2, 1, 1, 0, 0, [], 0, False, 0, b"12345678", None]
+
+    def send() -> None:
+        data = msgpack.packb([1, 10, msg])
+        writer.write(header.pack(len(data)) + data)
+
+    begin = time.perf_counter()
+    for _ in range(min(inflight, n)):
+        send()
+    issued = min(inflight, n)
+    for _ in range(n):
+        msgpack.unpackb(await read_frame(reader))
+        if issued < n:
+            send()
+            issued += 1
+    rate = n / (time.perf_counter() - begin)
+    writer.close()
+    server.close()
+    await server.wait_closed()
+    return rate
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile in microseconds."""
+    return statistics.quantiles(values, n=100)[int(q) - 1] * 1e6
+
+
+async def main(messages: int, rts: int) -> None:
+    pair = Pair()
+    await pair.start()
+    try:
+        for window in (1, 64, 1024):
+            rate = await pair.one_way(messages if window > 1 else messages // 10, window)
+            print(f"one-way APP (128 B entry), window {window:5d}: {rate:10,.0f} msg/s")
+        for inflight in (1, 16, 256):
+            rate, lat = await pair.round_trips(rts, inflight)
+            bare = await bare_round_trips(rts, inflight)
+            print(
+                f"round trip, {inflight:3d} in flight: {rate:9,.0f} rt/s  "
+                f"p50 {pct(lat, 50):7.0f} us  p99 {pct(lat, 99):7.0f} us  "
+                f"(bare asyncio: {bare:9,.0f} rt/s, ratio {rate / bare:.2f})"
+            )
+        stats = pair.a.stats()
+        print(f"A stats: sent={stats.sent} dropped={stats.dropped} received={stats.received}")
+    finally:
+        await pair.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--round-trips", type=int, default=20_000)
+    args = parser.parse_args()
+    asyncio.run(main(args.messages, args.round_trips))
