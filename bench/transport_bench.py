@@ -41,8 +41,14 @@ class Pair:
     def __init__(self) -> None:
         self.on_a: Handler = lambda *_: None
         self.on_b: Handler = lambda *_: None
-        self.a = TcpTransport(1, "127.0.0.1:0", {}, "bench", SECRET, lambda *x: self.on_a(*x))
-        self.b = TcpTransport(2, "127.0.0.1:0", {}, "bench", SECRET, lambda *x: self.on_b(*x))
+        self.a = TcpTransport(1, "127.0.0.1:0", {}, "bench", SECRET, self._to_a)
+        self.b = TcpTransport(2, "127.0.0.1:0", {}, "bench", SECRET, self._to_b)
+
+    def _to_a(self, frm: NodeId, kind: Kind, item: Payload) -> None:
+        self.on_a(frm, kind, item)
+
+    def _to_b(self, frm: NodeId, kind: Kind, item: Payload) -> None:
+        self.on_b(frm, kind, item)
 
     async def start(self) -> None:
         await self.a.start()
