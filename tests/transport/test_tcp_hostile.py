@@ -133,3 +133,25 @@ def test_peer_moving_to_a_new_address_is_followed() -> None:
                 await t.stop()
 
     asyncio.run(main())
+
+
+def test_pending_handshakes_are_bounded() -> None:
+    async def main() -> None:
+        config = replace(FAST, max_pending_handshakes=2, handshake_timeout=5.0)
+        a = make(1, Inbox(), peers={2: "127.0.0.1:1"}, config=config)
+        await a.start()
+        host, port = parse_addr(a.address)
+        silent = [await asyncio.open_connection(host, port) for _ in range(2)]
+        try:
+            await wait_until(lambda: a._pending == 2)
+            reader, writer = await asyncio.open_connection(host, port)
+            async with asyncio.timeout(2):  # refused at once, long before the handshake timeout
+                assert await reader.read() == b""
+            writer.close()
+            assert a.stats().rejected_handshakes == 1
+        finally:
+            for _, w in silent:
+                w.close()
+            await a.stop()
+
+    asyncio.run(main())

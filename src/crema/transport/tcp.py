@@ -304,8 +304,10 @@ class TcpTransport:
         # A plain callback that spawns a task we own, so stop() can cancel it
         # (asyncio 3.11 mishandles a cancelled client_connected_cb coroutine).
         if self._stopped or self._pending >= self._config.max_pending_handshakes:
+            self._rejected += 1
             writer.close()
             return
+        self._pending += 1  # released by _serve_inbound once the handshake ends
         task = asyncio.get_running_loop().create_task(self._inbound_task(reader, writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -322,7 +324,6 @@ class TcpTransport:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         remote = writer.get_extra_info("peername")
-        self._pending += 1
         try:
             peer, lane = await accept(
                 reader,
