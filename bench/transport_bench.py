@@ -26,8 +26,8 @@ from collections.abc import Callable
 import msgpack
 
 from crema.raft.messages import Message, MessageType
-from crema.raft.types import Entry, Index, NodeId, Term
-from crema.transport.codec import Kind, Payload
+from crema.raft.types import Entry, Index, NodeId, SnapshotMeta, Term
+from crema.transport.codec import Forward, Kind, Payload, SnapshotChunk
 from crema.transport.tcp import TcpTransport
 
 SECRET = b"bench-secret-bench-secret"
@@ -118,6 +118,48 @@ class Pair:
         await done
         return n / (time.perf_counter() - begin), latencies
 
+    async def rtt_during_stream(self, size: int, snapshot_lane: bool) -> list[float]:
+        """Heartbeat round trips (1 in flight) while ``size`` bytes stream A -> B.
+
+        With ``snapshot_lane`` the bytes go as 1 MiB ``SnapshotChunk`` frames on
+        their own connection; otherwise as 1 MiB ``Forward`` frames on the Raft
+        connection, which is what a single-connection transport would do.
+        """
+        chunk = 1 << 20
+        meta = SnapshotMeta(Index(1), Term(1))
+        blob = b"s" * chunk
+        got = 0
+        latencies: list[float] = []
+        pong = asyncio.Event()
+
+        def on_b(_frm: NodeId, kind: Kind, item: Payload) -> None:
+            nonlocal got
+            if isinstance(item, Message):
+                self.b.send(A, Message(MessageType.HEARTBEAT_RESP, A, B, term=Term(1)))
+            else:
+                got += 1
+
+        self.on_a, self.on_b = lambda *_: pong.set(), on_b
+        total = size // chunk
+
+        async def stream() -> None:
+            for i in range(total):
+                if snapshot_lane:
+                    await self.a.send_snapshot_chunk(B, SnapshotChunk(meta, i * chunk, blob))
+                else:
+                    self.a.send(B, Forward(b"%d" % i, blob))
+                    await asyncio.sleep(0)
+
+        streamer = asyncio.get_running_loop().create_task(stream())
+        while got < total:
+            pong.clear()
+            t0 = time.perf_counter()
+            self.a.send(B, Message(MessageType.HEARTBEAT, B, A, term=Term(1)))
+            await pong.wait()
+            latencies.append(time.perf_counter() - t0)
+        await streamer
+        return latencies
+
 
 async def bare_round_trips(n: int, inflight: int) -> float:
     """The peer: echo over plain asyncio streams, same framing and msgpack, no checks."""
@@ -181,6 +223,14 @@ async def main(messages: int, rts: int) -> None:
                 f"round trip, {inflight:3d} in flight: {rate:9,.0f} rt/s  "
                 f"p50 {pct(lat, 50):7.0f} us  p99 {pct(lat, 99):7.0f} us  "
                 f"(bare asyncio: {bare:9,.0f} rt/s, ratio {rate / bare:.2f})"
+            )
+        for lane in (True, False):
+            lat = await pair.rtt_during_stream(64 << 20, snapshot_lane=lane)
+            where = "snapshot lane" if lane else "Raft lane (single connection)"
+            print(
+                f"heartbeat rtt while 64 MiB streams on the {where}: "
+                f"n={len(lat)} p50 {pct(lat, 50):7.0f} us  p99 {pct(lat, 99):7.0f} us  "
+                f"max {max(lat) * 1e6:7.0f} us"
             )
         stats = pair.a.stats()
         print(f"A stats: sent={stats.sent} dropped={stats.dropped} received={stats.received}")
