@@ -61,6 +61,7 @@ class OutboundLane:
         self.connect_failures = 0
         self._writer: asyncio.StreamWriter | None = None
         self._lost = False
+        self._burst = False
         self._closed = False
         self._task: asyncio.Task[None] | None = None
 
@@ -74,6 +75,32 @@ class OutboundLane:
         if self._task is None and not self._closed:
             name = f"crema-peer-{self.node_id}->{self.peer_id}-{self.lane.name.lower()}"
             self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
+
+    def offer(self, frame: bytes) -> bool:
+        """Send ``frame`` now if the lane is idle, else queue it (dropping when full).
+
+        The first frame of a burst goes straight to the socket, saving the
+        writer task's wake-up on the latency path; until the event loop turns
+        over, later frames queue up so the writer sends them in one batch.
+        """
+        writer = self._writer
+        if (
+            writer is not None
+            and not self._burst
+            and not self.queue
+            and not self._lost
+            and not writer.transport.is_closing()
+            and writer.transport.get_write_buffer_size() == 0
+        ):
+            writer.write(frame)
+            self.sent += 1
+            self._burst = True
+            asyncio.get_running_loop().call_soon(self._end_burst)
+            return True
+        return self.queue.offer(frame)
+
+    def _end_burst(self) -> None:
+        self._burst = False
 
     def set_addr(self, addr: str) -> None:
         """Point the lane at a new address; a live connection is dropped and redialed."""

@@ -267,7 +267,7 @@ class TcpTransport:
             return False
         lane = peer.lane_for(item)
         lane.ensure_started()
-        return lane.queue.offer(frame)
+        return lane.offer(frame)
 
     async def send_snapshot_chunk(self, to: int, chunk: SnapshotChunk) -> bool:
         """Queue a snapshot chunk, waiting while the snapshot lane's queue is full.
