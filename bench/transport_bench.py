@@ -206,7 +206,7 @@ async def bare_round_trips(n: int, inflight: int) -> float:
 
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile in microseconds."""
-    return statistics.quantiles(values, n=100)[int(q) - 1] * 1e6
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] * 1e6
 
 
 async def main(messages: int, rts: int) -> None:
