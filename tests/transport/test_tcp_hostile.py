@@ -10,7 +10,7 @@ import pytest
 from crema.raft.types import NodeId, SnapshotMeta
 from crema.transport.codec import Auth, Forward, Lane, Payload, SnapshotChunk, encode, encode_frame
 from crema.transport.config import parse_addr
-from crema.transport.conn import dial
+from crema.transport.conn import accept, dial
 from crema.transport.tcp import TcpTransport
 from tests.transport.harness import CLUSTER, FAST, SECRET, Inbox, heartbeat, make, wait_until
 
@@ -153,5 +153,68 @@ def test_pending_handshakes_are_bounded() -> None:
             for _, w in silent:
                 w.close()
             await a.stop()
+
+    asyncio.run(main())
+
+
+def test_peer_that_stops_reading_is_redialed_after_write_timeout() -> None:
+    async def main() -> None:
+        held: list[asyncio.StreamWriter] = []
+
+        async def stuck_acceptor(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await accept(
+                reader,
+                w,
+                node_id=NodeId(2),
+                cluster_id=CLUSTER,
+                secret=SECRET,
+                is_known_peer=lambda n: n == 1,
+                timeout=5,
+            )
+            held.append(w)  # authenticated, then never reads again
+
+        server = await asyncio.start_server(stuck_acceptor, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        config = replace(FAST, write_timeout=0.3)
+        a = make(1, Inbox(), peers={2: f"127.0.0.1:{port}"}, config=config)
+        await a.start()
+        try:
+            blob = b"x" * (1 << 20)
+            while a.stats().peers[NodeId(2)].reconnects < 1:
+                a.send(2, Forward(b"fill", blob))
+                await asyncio.sleep(0.01)
+        finally:
+            await a.stop()
+            for w in held:
+                w.close()
+            server.close()
+
+    asyncio.run(main())
+
+
+def test_callback_error_drops_only_that_stream() -> None:
+    async def main() -> None:
+        calls: list[int] = []
+
+        def flaky(frm: NodeId, kind: object, item: object) -> None:
+            calls.append(frm)
+            if len(calls) == 1:
+                raise RuntimeError("bug in the node")
+
+        a = TcpTransport(1, "127.0.0.1:0", {}, CLUSTER, SECRET, flaky, config=FAST)
+        b = make(2, Inbox())
+        await a.start()
+        await b.start()
+        a.add_peer(2, b.address)
+        b.add_peer(1, a.address)
+        try:
+            while len(calls) < 2:
+                b.send(1, heartbeat(2, 1))
+                await asyncio.sleep(0.01)
+            with pytest.raises(ValueError, match="message from 3"):
+                b.send(1, heartbeat(3, 1))
+        finally:
+            await a.stop()
+            await b.stop()
 
     asyncio.run(main())

@@ -82,9 +82,13 @@ def set_nodelay(writer: asyncio.StreamWriter) -> None:
 
 
 async def close_writer(writer: asyncio.StreamWriter) -> None:
-    """Close a stream, ignoring errors of an already broken connection."""
-    writer.close()
-    with contextlib.suppress(OSError, asyncio.CancelledError, RuntimeError):
+    """Drop a connection at once, discarding unsent bytes.
+
+    ``abort`` rather than ``close``: a graceful close waits to flush, and a
+    peer that stopped reading would hold it forever. Raft retransmits.
+    """
+    writer.transport.abort()
+    with contextlib.suppress(OSError, RuntimeError):
         await writer.wait_closed()
 
 

@@ -107,7 +107,7 @@ class OutboundLane:
         self._host, self._port = parse_addr(addr, "peer address")
         self.addr = addr
         if self._writer is not None:
-            self._writer.close()
+            self._writer.transport.abort()
 
     async def close(self) -> None:
         """Stop the task, close the connection, drop queued frames (idempotent)."""
