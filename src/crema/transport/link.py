@@ -142,6 +142,8 @@ class OutboundLane:
                 self._backoff.reset()
                 self.connects += 1
                 await self._serve(reader, writer)
+                if self._closed:
+                    return
             await asyncio.sleep(self._backoff.next_delay())
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -158,8 +160,7 @@ class OutboundLane:
             self._writer = None
             watcher.cancel()
             await close_writer(writer)
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await asyncio.wait({watcher})  # never raises, lets our own cancellation through
 
     async def _watch(self, reader: asyncio.StreamReader) -> None:
         """The connection's read loop: any byte or end of stream ends the connection."""
