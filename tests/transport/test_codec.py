@@ -15,6 +15,7 @@ from crema.errors import FrameTooLargeError, PeerProtocolError
 from crema.raft.messages import Message, MessageType
 from crema.raft.types import NodeId
 from crema.transport.codec import (
+    MAX_ARRAY_LEN,
     WIRE_VERSION,
     FrameDecoder,
     Kind,
@@ -174,6 +175,16 @@ BAD_PAYLOADS = {
     "not msgpack": b"\xc1",
     "empty": b"",
     "trailing bytes": _raw(14, [1, 1, 0, True]) + b"\x00",
+    "map body": _raw(11, {}),
+    "array too long": b"\xdd"
+    + struct.pack(">I", MAX_ARRAY_LEN + 1)
+    + b"\xc0" * (MAX_ARRAY_LEN + 1),
+    "too many array elements": (
+        b"\x93\x01\x0b\xdd"
+        + struct.pack(">I", MAX_ARRAY_LEN)
+        + (b"\x96" + b"\xc0" * 6) * MAX_ARRAY_LEN
+    ),
+    "deep nesting": b"\x91" * 100_000 + b"\x90",
 }
 
 

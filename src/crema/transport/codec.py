@@ -31,6 +31,8 @@ from crema.raft.messages import Message
 from crema.raft.types import NodeId, SnapshotMeta
 from crema.transport.fields import as_bool, as_bytes, as_list, as_str, as_uint, fail
 from crema.transport.raft_wire import (
+    MAX_ENTRIES,
+    MAX_MEMBERS,
     message_from_wire,
     message_to_wire,
     meta_from_wire,
@@ -302,6 +304,36 @@ def encode(item: Payload) -> bytes:
     return data
 
 
+MAX_ARRAY_LEN = MAX_ENTRIES + 16
+"""Longest msgpack array accepted (the entries of one message are the longest)."""
+MAX_ARRAY_ITEMS = 6 * MAX_ENTRIES + 4 * MAX_MEMBERS
+"""Most array elements in one payload: every entry is an array of 4 inside the list."""
+
+
+class _ArrayBudget:
+    """msgpack ``list_hook`` that caps the array elements one payload may create.
+
+    Without it, a 16 MiB frame of nested one-byte arrays or short strings
+    would become hundreds of megabytes of Python objects before validation
+    could reject it.
+    """
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_ARRAY_ITEMS
+
+    def __call__(self, items: list[Any]) -> list[Any]:
+        self.left -= len(items) + 1
+        if self.left < 0:
+            raise ValueError("too many array elements")
+        return items
+
+
+def _no_maps(pairs: Any) -> Any:
+    raise ValueError("maps are not part of the protocol")
+
+
 def decode(payload: bytes) -> tuple[Kind, Payload]:
     """Decode and validate one envelope.
 
@@ -313,7 +345,15 @@ def decode(payload: bytes) -> tuple[Kind, Payload]:
             any malformed field.
     """
     try:
-        obj = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=True)
+        obj = msgpack.unpackb(
+            payload,
+            raw=False,
+            use_list=True,
+            list_hook=_ArrayBudget(),
+            max_array_len=MAX_ARRAY_LEN,
+            max_map_len=0,
+            object_pairs_hook=_no_maps,
+        )
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise PeerProtocolError(f"undecodable payload: {type(exc).__name__}") from None
     env = as_list(obj, "envelope", 3)
