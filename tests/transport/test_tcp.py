@@ -55,6 +55,8 @@ def test_three_transports_exchange_messages() -> None:
             assert inboxes[2].of_kind(Kind.FORWARD_RESP) == [ForwardResp(b"req-1", b"OK")]
             stats = nodes[1].stats()
             assert stats.peers[NodeId(2)].connected
+            assert nodes[1].is_connected(2)
+            assert not nodes[1].is_connected(7)
             assert stats.sent >= 3
             assert stats.dropped == 0
         finally:

@@ -283,6 +283,11 @@ class TcpTransport:
         peer.snapshot.ensure_started()
         return await peer.snapshot.queue.put(frame)
 
+    def is_connected(self, peer_id: int) -> bool:
+        """Whether the Raft lane to ``peer_id`` is connected and authenticated."""
+        peer = self._peers.get(NodeId(peer_id))
+        return peer is not None and peer.raft.connected
+
     def stats(self) -> TransportStats:
         """A snapshot of the counters."""
         peers = {pid: p.stats() for pid, p in sorted(self._peers.items())}
