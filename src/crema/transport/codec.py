@@ -19,17 +19,33 @@ The public entry points are :func:`encode` / :func:`decode` (any payload),
 
 from __future__ import annotations
 
-import enum
 import struct
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
 from crema.errors import FrameTooLargeError, PeerProtocolError
 from crema.raft.messages import Message
-from crema.raft.types import NodeId, SnapshotMeta
+from crema.raft.types import NodeId
 from crema.transport.fields import as_bool, as_bytes, as_list, as_str, as_uint, fail
+from crema.transport.payloads import (
+    HANDSHAKE_KINDS,
+    MAC_SIZE,
+    MAX_CLUSTER_ID,
+    MAX_REQUEST_ID,
+    NONCE_SIZE,
+    Auth,
+    Forward,
+    ForwardResp,
+    Hello,
+    HelloAck,
+    Kind,
+    Lane,
+    Payload,
+    SnapshotAck,
+    SnapshotChunk,
+    kind_of,
+)
 from crema.transport.raft_wire import (
     MAX_ENTRIES,
     MAX_MEMBERS,
@@ -39,109 +55,41 @@ from crema.transport.raft_wire import (
     meta_to_wire,
 )
 
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "HANDSHAKE_KINDS",
+    "HEADER_SIZE",
+    "MAC_SIZE",
+    "MAX_ARRAY_ITEMS",
+    "MAX_ARRAY_LEN",
+    "MAX_CLUSTER_ID",
+    "MAX_REQUEST_ID",
+    "NONCE_SIZE",
+    "WIRE_VERSION",
+    "Auth",
+    "Forward",
+    "ForwardResp",
+    "FrameDecoder",
+    "Hello",
+    "HelloAck",
+    "Kind",
+    "Lane",
+    "Payload",
+    "SnapshotAck",
+    "SnapshotChunk",
+    "decode",
+    "decode_message",
+    "encode",
+    "encode_frame",
+    "encode_message",
+    "kind_of",
+]
+
 WIRE_VERSION = 1
 """Version of the envelope and of the handshake protocol."""
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 HEADER_SIZE = 4
 _HEADER = struct.Struct(">I")
-NONCE_SIZE = 32
-MAC_SIZE = 32
-MAX_CLUSTER_ID = 256
-MAX_REQUEST_ID = 256
-
-
-class Kind(enum.IntEnum):
-    """What an envelope carries."""
-
-    HELLO = 1
-    HELLO_ACK = 2
-    AUTH = 3
-    RAFT = 10
-    FORWARD = 11
-    FORWARD_RESP = 12
-    SNAPSHOT_CHUNK = 13
-    SNAPSHOT_ACK = 14
-
-
-HANDSHAKE_KINDS = frozenset({Kind.HELLO, Kind.HELLO_ACK, Kind.AUTH})
-
-
-class Lane(enum.IntEnum):
-    """Which outbound connection a dialer opens: Raft traffic or snapshot chunks."""
-
-    RAFT = 0
-    SNAPSHOT = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Hello:
-    """Dialer -> acceptor: who I am, whom I want, my fresh nonce."""
-
-    version: int
-    cluster_id: str
-    frm: NodeId
-    to: NodeId
-    nonce: bytes
-    lane: Lane = Lane.RAFT
-
-
-@dataclass(frozen=True, slots=True)
-class HelloAck:
-    """Acceptor -> dialer: its nonce and, with a secret, its MAC over the transcript."""
-
-    cluster_id: str
-    frm: NodeId
-    to: NodeId
-    nonce: bytes
-    mac: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class Auth:
-    """Dialer -> acceptor: the dialer's MAC (empty without a secret)."""
-
-    mac: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class Forward:
-    """A client request forwarded to another node; both fields are opaque."""
-
-    request_id: bytes
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ForwardResp:
-    """The reply to a :class:`Forward` with the same ``request_id``."""
-
-    request_id: bytes
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotChunk:
-    """``data`` at byte ``offset`` of the snapshot described by ``meta``."""
-
-    meta: SnapshotMeta
-    offset: int
-    data: bytes
-    last: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotAck:
-    """Receiver -> sender: bytes of snapshot (index, term) received so far, or refusal."""
-
-    index: int
-    term: int
-    offset: int
-    ok: bool = True
-
-
-Payload = Hello | HelloAck | Auth | Message | Forward | ForwardResp | SnapshotChunk | SnapshotAck
-
-
 # --------------------------------------------------------------------------
 # Bodies
 # --------------------------------------------------------------------------
@@ -266,30 +214,6 @@ def _payload_from(kind: Kind, body: Any) -> Payload:  # noqa: PLR0911 - one arm 
 # --------------------------------------------------------------------------
 
 _KIND_BY_INT = {int(k): k for k in Kind}
-
-
-_KIND_OF_TYPE: dict[type, Kind] = {
-    Message: Kind.RAFT,
-    Forward: Kind.FORWARD,
-    ForwardResp: Kind.FORWARD_RESP,
-    SnapshotChunk: Kind.SNAPSHOT_CHUNK,
-    SnapshotAck: Kind.SNAPSHOT_ACK,
-    Hello: Kind.HELLO,
-    HelloAck: Kind.HELLO_ACK,
-    Auth: Kind.AUTH,
-}
-
-
-def kind_of(item: Payload) -> Kind:
-    """Return the envelope kind that carries ``item``.
-
-    Raises:
-        TypeError: ``item`` is not a transport payload.
-    """
-    try:
-        return _KIND_OF_TYPE[type(item)]
-    except KeyError:
-        raise TypeError(f"not a transport payload: {type(item).__name__}") from None
 
 
 def encode(item: Payload) -> bytes:
