@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import zlib
 from dataclasses import replace
 
@@ -268,3 +269,33 @@ def test_bad_config_rejected() -> None:
         make(1, Inbox(), secret=b"")
     with pytest.raises(ConfigError, match="queue_messages"):
         TransportConfig(queue_messages=0)
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+def test_ipv6_addresses() -> None:
+    async def main() -> None:
+        box_a, box_b = Inbox(), Inbox()
+        a = make(1, box_a, listen="[::1]:0")
+        b = make(2, box_b, listen="[::1]:0")
+        await a.start()
+        await b.start()
+        try:
+            assert a.address.startswith("[::1]:")
+            a.add_peer(2, b.address)
+            b.add_peer(1, a.address)
+            a.send(2, heartbeat(1, 2))
+            await wait_until(lambda: len(box_b.items) == 1)
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(main())
