@@ -111,6 +111,20 @@ def test_queue_is_bounded_while_peer_is_down() -> None:
             assert a.stats().dropped == 901
         finally:
             await a.stop()
+        config = replace(FAST, queue_bytes=10_000)
+        a = make(1, Inbox(), peers={2: dead}, config=config)
+        await a.start()
+        try:
+            for _ in range(100):
+                a.send(2, Forward(b"id", b"v" * 1000))
+            peer = a.stats().peers[NodeId(2)]
+            assert peer.queued_bytes <= 10_000
+            assert peer.queued == peer.queued_bytes // len(
+                encode_frame(encode(Forward(b"id", b"v" * 1000)))
+            )
+            assert peer.dropped == 100 - peer.queued
+        finally:
+            await a.stop()
 
     asyncio.run(main())
 

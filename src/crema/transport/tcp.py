@@ -55,6 +55,7 @@ class PeerStats:
     sent: int
     dropped: int
     queued: int
+    queued_bytes: int
     reconnects: int
     connect_failures: int
 
@@ -91,6 +92,7 @@ class _Peer:
             sent=sum(x.sent for x in lanes),
             dropped=sum(x.queue.dropped for x in lanes),
             queued=sum(len(x.queue) for x in lanes),
+            queued_bytes=sum(x.queue.nbytes for x in lanes),
             reconnects=sum(x.reconnects for x in lanes),
             connect_failures=sum(x.connect_failures for x in lanes),
         )
