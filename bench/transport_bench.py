@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import statistics
 import struct
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Protocol
 
 import msgpack
 
@@ -33,6 +36,59 @@ from crema.transport.tcp import TcpTransport
 SECRET = b"bench-secret-bench-secret"
 A, B = NodeId(1), NodeId(2)
 Handler = Callable[[NodeId, Kind, Payload], None]
+
+
+def _echo_child(a_addr: str, conn: Connection) -> None:
+    """Node B in its own process: echo every heartbeat back to A until told to stop."""
+
+    async def run() -> None:
+        def on_message(_frm: NodeId, _kind: Kind, item: Payload) -> None:
+            if isinstance(item, Message):
+                reply = Message(
+                    MessageType.HEARTBEAT_RESP, A, B, term=Term(1), context=item.context
+                )
+                b.send(A, reply)
+
+        b = TcpTransport(2, "127.0.0.1:0", {1: a_addr}, "bench", SECRET, on_message)
+        await b.start()
+        conn.send(b.address)
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        await b.stop()
+
+    asyncio.run(run())
+
+
+class RemotePair:
+    """Transport A here, an echoing transport B in a child process (one core each)."""
+
+    def __init__(self) -> None:
+        self.on_a: Handler = lambda *_: None
+        self.a = TcpTransport(1, "127.0.0.1:0", {}, "bench", SECRET, self._to_a)
+        self._conn, self._child = multiprocessing.Pipe()
+        self._proc: multiprocessing.process.BaseProcess | None = None
+
+    def _to_a(self, frm: NodeId, kind: Kind, item: Payload) -> None:
+        self.on_a(frm, kind, item)
+
+    async def start(self) -> None:
+        await self.a.start()
+        self._proc = multiprocessing.get_context("spawn").Process(
+            target=_echo_child, args=(self.a.address, self._child), daemon=True
+        )
+        self._proc.start()
+        b_addr = await asyncio.get_running_loop().run_in_executor(None, self._conn.recv)
+        self.a.add_peer(B, b_addr)
+        await self.round_trips(10, 1)
+
+    async def stop(self) -> None:
+        if self._proc is not None:
+            self._conn.send("stop")
+            await asyncio.get_running_loop().run_in_executor(None, self._proc.join, 10)
+        await self.a.stop()
+
+    async def round_trips(self, n: int, inflight: int) -> tuple[float, list[float]]:
+        """``n`` heartbeat round trips to the child with ``inflight`` outstanding."""
+        return await measure_round_trips(self.a, self, n, inflight)
 
 
 class Pair:
@@ -86,37 +142,14 @@ class Pair:
 
     async def round_trips(self, n: int, inflight: int) -> tuple[float, list[float]]:
         """``n`` echo round trips with ``inflight`` outstanding; return (rt/s, latencies)."""
-        started: dict[bytes, float] = {}
-        latencies: list[float] = []
-        done = asyncio.get_running_loop().create_future()
-        issued = 0
-
-        def issue() -> None:
-            nonlocal issued
-            key = issued.to_bytes(8, "big")
-            issued += 1
-            started[key] = time.perf_counter()
-            self.a.send(B, Message(MessageType.HEARTBEAT, B, A, term=Term(1), context=key))
 
         def on_b(_frm: NodeId, _kind: Kind, item: Payload) -> None:
             assert isinstance(item, Message)
             reply = Message(MessageType.HEARTBEAT_RESP, A, B, term=Term(1), context=item.context)
             self.b.send(A, reply)
 
-        def on_a(_frm: NodeId, _kind: Kind, item: Payload) -> None:
-            assert isinstance(item, Message)
-            latencies.append(time.perf_counter() - started.pop(item.context))
-            if issued < n:
-                issue()
-            elif not started and not done.done():
-                done.set_result(None)
-
-        self.on_a, self.on_b = on_a, on_b
-        begin = time.perf_counter()
-        for _ in range(min(inflight, n)):
-            issue()
-        await done
-        return n / (time.perf_counter() - begin), latencies
+        self.on_b = on_b
+        return await measure_round_trips(self.a, self, n, inflight)
 
     async def rtt_during_stream(self, size: int, snapshot_lane: bool) -> list[float]:
         """Heartbeat round trips (1 in flight) while ``size`` bytes stream A -> B.
@@ -159,6 +192,42 @@ class Pair:
             latencies.append(time.perf_counter() - t0)
         await streamer
         return latencies
+
+
+class _HasOnA(Protocol):
+    on_a: Handler
+
+
+async def measure_round_trips(
+    a: TcpTransport, pair: _HasOnA, n: int, inflight: int
+) -> tuple[float, list[float]]:
+    """Heartbeats from ``a`` to node B, which echoes them; return (rt/s, latencies)."""
+    started: dict[bytes, float] = {}
+    latencies: list[float] = []
+    done = asyncio.get_running_loop().create_future()
+    issued = 0
+
+    def issue() -> None:
+        nonlocal issued
+        key = issued.to_bytes(8, "big")
+        issued += 1
+        started[key] = time.perf_counter()
+        a.send(B, Message(MessageType.HEARTBEAT, B, A, term=Term(1), context=key))
+
+    def on_a(_frm: NodeId, _kind: Kind, item: Payload) -> None:
+        assert isinstance(item, Message)
+        latencies.append(time.perf_counter() - started.pop(item.context))
+        if issued < n:
+            issue()
+        elif not started and not done.done():
+            done.set_result(None)
+
+    pair.on_a = on_a
+    begin = time.perf_counter()
+    for _ in range(min(inflight, n)):
+        issue()
+    await done
+    return n / (time.perf_counter() - begin), latencies
 
 
 async def bare_round_trips(n: int, inflight: int) -> float:
@@ -236,6 +305,17 @@ async def main(messages: int, rts: int) -> None:
         print(f"A stats: sent={stats.sent} dropped={stats.dropped} received={stats.received}")
     finally:
         await pair.stop()
+    remote = RemotePair()
+    await remote.start()
+    try:
+        for inflight in (1, 16, 256):
+            rate, lat = await remote.round_trips(rts, inflight)
+            print(
+                f"two processes, round trip, {inflight:3d} in flight: {rate:9,.0f} rt/s  "
+                f"p50 {pct(lat, 50):7.0f} us  p99 {pct(lat, 99):7.0f} us"
+            )
+    finally:
+        await remote.stop()
 
 
 if __name__ == "__main__":
