@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from crema.errors import ConfigError
 from crema.transport.codec import DEFAULT_MAX_FRAME
+
+if TYPE_CHECKING:
+    import ssl
 
 
 def parse_addr(addr: str, field: str = "addr") -> tuple[str, int]:
@@ -45,6 +49,11 @@ class TransportConfig:
         max_pending_handshakes: inbound connections still in their handshake;
             more are refused at once.
         read_size: bytes asked of the socket per read.
+        server_ssl: TLS context for the listener, or None for plain TCP.
+        client_ssl: TLS context for dialing peers (verifying their
+            certificates); set both or neither. TLS adds confidentiality and
+            integrity of every frame; the handshake still proves cluster
+            membership and node identity on top of it.
     """
 
     max_frame: int = DEFAULT_MAX_FRAME
@@ -59,6 +68,8 @@ class TransportConfig:
     backoff_max: float = 2.0
     max_pending_handshakes: int = 64
     read_size: int = 256 * 1024
+    server_ssl: ssl.SSLContext | None = None
+    client_ssl: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_frame", "queue_messages", "batch_bytes", "max_pending_handshakes"):
@@ -74,5 +85,7 @@ class TransportConfig:
         for name in ("connect_timeout", "handshake_timeout", "write_timeout", "backoff_initial"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, "must be > 0")
+        if (self.server_ssl is None) != (self.client_ssl is None):
+            raise ConfigError("server_ssl", "set both server_ssl and client_ssl, or neither")
         if self.backoff_max < self.backoff_initial:
             raise ConfigError("backoff_max", "must be >= backoff_initial")

@@ -131,7 +131,13 @@ async def dial(
         PeerProtocolError: the handshake failed (the connection is closed).
     """
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(host, port), config.connect_timeout
+        asyncio.open_connection(
+            host,
+            port,
+            ssl=config.client_ssl,
+            server_hostname=host if config.client_ssl is not None else None,
+        ),
+        config.connect_timeout,
     )
     try:
         set_nodelay(writer)

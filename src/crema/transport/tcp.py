@@ -160,8 +160,14 @@ class TcpTransport:
         """Bind the listener and start dialing the initial peers."""
         if self._server is not None or self._stopped:
             raise RuntimeError("transport already started or stopped")
+        ssl_timeout = self._config.handshake_timeout if self._config.server_ssl else None
         self._server = await asyncio.start_server(
-            self._on_accept, self._host, self._port, reuse_address=True
+            self._on_accept,
+            self._host,
+            self._port,
+            reuse_address=True,
+            ssl=self._config.server_ssl,
+            ssl_handshake_timeout=ssl_timeout,
         )
         self._port = self._server.sockets[0].getsockname()[1]
         for pid, addr in self._initial.items():
