@@ -9,7 +9,10 @@ so one core does both ends' work. Figures:
   in flight: round trips/s, p50 and p99 latency;
 * the same ping-pong over bare asyncio streams with the same framing and
   msgpack bodies but no validation, handshake or queues, as the peer: the
-  ratio shows what the transport's checks and queues cost.
+  ratio shows what the transport's checks and queues cost;
+* heartbeat round trips while 64 MiB stream on the snapshot lane, and on the
+  Raft connection (what a single-connection transport would do);
+* round trips with node B in a child process (one event loop per node).
 
     .venv/bin/python bench/transport_bench.py [--messages 100000] [--round-trips 20000]
 """
