@@ -123,6 +123,49 @@ class NotLeaderError(ProposalDroppedError):
     """The node is not the leader; ``leader_hint`` names the one it knows of."""
 
 
+class InvalidConfChangeError(RaftError):
+    """A membership change is malformed or would leave the cluster without voters."""
+
+
+class ProposalInProgressError(ProposalDroppedError):
+    """A configuration change is already pending; propose the next one after it applies."""
+
+
+# --------------------------------------------------------------------------
+# Peer transport
+# --------------------------------------------------------------------------
+
+
+class PeerProtocolError(CremaError):
+    """Bytes from a peer break the transport protocol; the connection is dropped.
+
+    Attributes:
+        reason: what is wrong, in a few words (never contains secret material).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class FrameTooLargeError(PeerProtocolError):
+    """A frame length exceeds the configured maximum (checked before allocating).
+
+    Attributes:
+        size: the announced or actual payload length.
+        limit: the configured maximum frame size.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes exceeds the {limit}-byte limit")
+        self.size = size
+        self.limit = limit
+
+
+class HandshakeError(PeerProtocolError):
+    """A peer failed the transport handshake (wrong cluster, wrong node, bad MAC, ...)."""
+
+
 # --------------------------------------------------------------------------
 # Client protocol (RESP)
 # --------------------------------------------------------------------------

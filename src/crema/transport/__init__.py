@@ -1,0 +1,1 @@
+"""Peer transport: wire codec and handshake (L0) and the TCP transport (L2)."""
