@@ -99,6 +99,52 @@ class CorruptLogError(StorageError):
 
 
 # --------------------------------------------------------------------------
+# Writes through the cluster: was it applied?
+# --------------------------------------------------------------------------
+
+
+class WriteError(CremaError):
+    """A write did not complete. ``may_have_been_applied`` says whether a retry is safe.
+
+    Attributes:
+        may_have_been_applied: False when the write was refused before it was
+            proposed (definitely not applied: retrying is safe); True when it
+            was proposed but its outcome is unknown (timed out, leader lost):
+            retry only if the write is idempotent, or read first.
+    """
+
+    may_have_been_applied: bool = False
+
+
+class WriteRejectedError(WriteError):
+    """The write was refused before it was proposed: definitely not applied."""
+
+    may_have_been_applied = False
+
+
+class UnavailableError(WriteRejectedError):
+    """No leader was reachable within the write timeout; nothing was proposed."""
+
+
+class OutcomeUnknownError(WriteError):
+    """The write was proposed but not confirmed: it may have been applied."""
+
+    may_have_been_applied = True
+
+
+class WriteTimeoutError(OutcomeUnknownError, TimeoutError):
+    """The write was proposed but not confirmed within the write timeout."""
+
+
+class LeadershipLostError(OutcomeUnknownError):
+    """The leader changed or stepped down after the write was proposed."""
+
+
+class ShutdownError(WriteRejectedError):
+    """The node is shutting down and accepts no new work."""
+
+
+# --------------------------------------------------------------------------
 # Consensus
 # --------------------------------------------------------------------------
 
@@ -107,7 +153,7 @@ class RaftError(CremaError):
     """An operation on the Raft core was refused."""
 
 
-class ProposalDroppedError(RaftError):
+class ProposalDroppedError(RaftError, WriteRejectedError):
     """A proposal was refused before it entered the log (definitely not applied).
 
     Attributes:
