@@ -70,14 +70,16 @@ class Raft:
         self.id = config.id
         self.rng = rng
         self.log = RaftLog(storage, config.applied)
-        if not storage.first_index() - 1 <= hard_state.commit <= self.log.last_index():
+        # Everything up to the compaction point is committed even if a crash
+        # came between installing a snapshot and persisting the hard state.
+        commit = Index(max(hard_state.commit, storage.first_index() - 1))
+        if commit > self.log.last_index():
             raise RuntimeError(
-                f"hard state commit {hard_state.commit} outside the log "
-                f"[{storage.first_index() - 1}, {self.log.last_index()}]"
+                f"hard state commit {commit} beyond the last index {self.log.last_index()}"
             )
-        if config.applied > hard_state.commit:
-            raise RuntimeError(f"applied {config.applied} beyond commit {hard_state.commit}")
-        self.log.committed = hard_state.commit
+        if config.applied > commit:
+            raise RuntimeError(f"applied {config.applied} beyond commit {commit}")
+        self.log.committed = commit
         self.max_size_per_msg = config.max_size_per_msg
         self.term = hard_state.term
         self.vote: NodeId | None = hard_state.vote
