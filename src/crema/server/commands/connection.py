@@ -110,7 +110,7 @@ async def auth(session: Session, args: list[bytes]) -> Reply:
 async def select(session: Session, args: list[bytes]) -> Reply:
     index = parse_int(args[1])
     if not -_INT32 <= index < _INT32:
-        raise CommandError("value is not an integer or out of range")
+        raise CommandError("value is out of range, value must between -2147483648 and 2147483647")
     if index != 0:
         raise CommandError("DB index is out of range")
     return OK
