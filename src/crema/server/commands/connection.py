@@ -23,7 +23,7 @@ REDIS_VERSION = "7.0.0"
 
 _NOAUTH_HELLO = (
     "HELLO must be called with the client already authenticated, otherwise the "
-    "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client "
+    "HELLO AUTH <user> <pass> option can be used to authenticate the client "
     "and select the RESP protocol version at the same time"
 )
 _WRONGPASS = "invalid username-password pair or user is disabled."

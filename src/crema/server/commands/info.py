@@ -123,7 +123,8 @@ def _replication(state: ServerState, status: dict[str, Any]) -> Fields:
 
 
 def _raft(state: ServerState, status: dict[str, Any]) -> Fields:
-    return [(key, value) for key, value in status.items()
+    return [(key if key.startswith("raft_") else f"raft_{key}", value)
+            for key, value in status.items()
             if key != "checkpoint" and not isinstance(value, dict)]  # fmt: skip
 
 
