@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import pytest
 
 from tests.server.crema_server import CremaServer, running_crema
-from tests.server.redis_server import RedisServer, start_redis
+from tests.server.redis_server import RedisServer
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-cli") is None, reason="needs redis-cli")
 

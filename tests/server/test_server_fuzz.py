@@ -26,7 +26,7 @@ FRAME_TYPES = set(b"+-:$*_,#(=%~>|!")
 
 @pytest.fixture(scope="module")
 def fuzz_server() -> Iterator[CremaServer]:
-    with running_crema(**LIMITS) as server:
+    with running_crema(None, **LIMITS) as server:
         yield server
 
 
