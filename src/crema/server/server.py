@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from crema.errors import ConfigError
 from crema.server.backend import Backend
@@ -30,13 +29,7 @@ from crema.server.resp_parser import (
     DEFAULT_MAX_MULTIBULK_LEN,
     RequestParser,
 )
-from crema.server.session import (
-    READ_MODES,
-    CheckpointCallback,
-    ServerState,
-    Session,
-    ShutdownCallback,
-)
+from crema.server.session import READ_MODES, CheckpointCallback, ServerState, ShutdownCallback
 
 __all__ = ["DEFAULT_PORT", "RespServer"]
 
@@ -44,8 +37,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7379
 """crema's default client port (Redis's 6379 plus 1000)."""
-
-_MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
 
 
 class RespServer:
@@ -99,7 +90,6 @@ class RespServer:
         )
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def host(self) -> str:
@@ -125,8 +115,9 @@ class RespServer:
         """
         if self._server is not None:
             raise RuntimeError("server already started")
-        self._server = await asyncio.start_server(
-            self._accept, self.state.host, self.state.port, limit=2**16
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._new_connection, self.state.host, self.state.port
         )
         sockname = self._server.sockets[0].getsockname()
         self.state.host, self.state.port = sockname[0], sockname[1]
@@ -141,48 +132,30 @@ class RespServer:
             await self._server.serve_forever()
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Stop accepting, finish the commands in progress, close every connection.
+        """Stop accepting, finish the commands already received, close every connection.
 
         Args:
-            timeout: seconds to wait for in-flight commands before cancelling them.
+            timeout: seconds to wait for in-flight commands before aborting them.
         """
         server, self._server = self._server, None
         if server is not None:
             server.close()
-        for connection in list(self._connections):
+        connections = list(self._connections)
+        for connection in connections:
             connection.stop()
-        tasks = list(self._tasks)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
-            for task in pending:
-                task.cancel()
+        if connections:
+            waiting = [connection.closed for connection in connections]
+            _, pending = await asyncio.wait(waiting, timeout=timeout)
             if pending:
+                for connection in connections:
+                    if not connection.closed.done():
+                        connection.abort()
                 await asyncio.wait(pending, timeout=1.0)
         if server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        state = self.state
-        state.stats.connections_received += 1
-        if self._server is None:  # stopping
-            writer.close()
-            return
-        if len(state.clients) >= state.max_clients:
-            state.stats.rejected_connections += 1
-            with contextlib.suppress(Exception):
-                writer.write(_MAX_CLIENTS_REPLY)
-                await asyncio.wait_for(writer.drain(), 1.0)
-            writer.close()
-            return
-        addr, laddr = Connection.addresses(writer)
-        connection = Connection(Session.open(state, addr, laddr), reader, writer, self._limits)
-        task = asyncio.current_task()
-        assert task is not None
+    def _new_connection(self) -> Connection:
+        connection = Connection(self.state, self._limits, self._connections.discard)
         self._connections.add(connection)
-        self._tasks.add(task)
-        try:
-            await connection.run()
-        finally:
-            self._connections.discard(connection)
-            self._tasks.discard(task)
+        return connection

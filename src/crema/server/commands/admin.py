@@ -52,7 +52,7 @@ async def crema_readmode(session: Session, args: list[bytes]) -> Reply:
     return OK
 
 
-@command("crema.checkpoint", 1, "admin", group="crema", since="0.1.0",
+@command("crema.checkpoint", 1, "admin", group="crema", since="0.1.0", blocking=True,
          summary="Write a snapshot now; reply with its index, term, path, size")  # fmt: skip
 async def crema_checkpoint(session: Session, args: list[bytes]) -> Reply:
     callback = session.server.on_checkpoint

@@ -32,7 +32,7 @@ from crema.server.commands.table import COMMANDS, CommandSpec
 from crema.server.resp_reply import ErrorReply, Reply
 from crema.server.session import Session
 
-__all__ = ["dispatch", "lookup"]
+__all__ = ["dispatch", "error_reply", "lookup", "prepare", "run", "runs_at_once"]
 
 log = logging.getLogger(__name__)
 
@@ -58,28 +58,58 @@ def lookup(args: list[bytes]) -> CommandSpec:
     return spec
 
 
+def prepare(session: Session, args: list[bytes]) -> CommandSpec | ErrorReply:
+    """Look ``args`` up and check arity and authentication: the spec to run, or the error reply."""
+    stats = session.server.stats
+    stats.commands_processed += 1
+    try:
+        spec = lookup(args)
+    except CommandError as exc:
+        stats.error_replies += 1
+        return ErrorReply(exc.code, exc.message)
+    session.last_command = spec.name
+    if not session.authenticated and not spec.no_auth:
+        stats.error_replies += 1
+        return _NOAUTH
+    return spec
+
+
+def runs_at_once(session: Session, spec: CommandSpec) -> bool:
+    """Whether ``spec`` can run without awaiting the backend (no write, no read barrier).
+
+    Such a command may run outside a task, straight from the socket callback:
+    it never calls ``backend.execute``, ``backend.read_barrier`` or a callback.
+    """
+    if spec.writes or spec.blocking:
+        return False
+    if "readonly" not in spec.flags or session.read_mode == "local":
+        return True
+    return session.server.barrier.satisfied(session.ticket)
+
+
+async def run(session: Session, spec: CommandSpec, args: list[bytes]) -> Reply:
+    """Run a prepared command; never raises a CremaError (it becomes an error reply)."""
+    assert spec.handler is not None
+    try:
+        reply = await spec.handler(session, args)
+    except CremaError as exc:
+        session.server.stats.error_replies += 1
+        return error_reply(exc)
+    if type(reply) is ErrorReply:
+        session.server.stats.error_replies += 1
+    return reply
+
+
 async def dispatch(session: Session, args: list[bytes]) -> Reply:
     """Run ``args`` (a whole command, name first) for ``session``; never raises a CremaError.
 
     Returns:
         The reply to send; an :class:`ErrorReply` when the command failed.
     """
-    stats = session.server.stats
-    stats.commands_processed += 1
-    try:
-        spec = lookup(args)
-        session.last_command = spec.name
-        if not session.authenticated and not spec.no_auth:
-            stats.error_replies += 1
-            return _NOAUTH
-        assert spec.handler is not None
-        reply = await spec.handler(session, args)
-    except CremaError as exc:
-        stats.error_replies += 1
-        return error_reply(exc)
-    if type(reply) is ErrorReply:
-        stats.error_replies += 1
-    return reply
+    spec = prepare(session, args)
+    if isinstance(spec, ErrorReply):
+        return spec
+    return await run(session, spec, args)
 
 
 def error_reply(exc: CremaError) -> ErrorReply:

@@ -41,6 +41,8 @@ class CommandSpec:
         summary: one line for ``COMMAND DOCS``.
         since: the Redis version that introduced the command.
         handler: the coroutine that runs it (None for a container of subcommands).
+        blocking: it awaits something other than the backend's methods (a
+            callback), so it always runs in a task.
         subcommands: lower-case subcommand name to its spec.
     """
 
@@ -54,6 +56,7 @@ class CommandSpec:
     summary: str
     since: str
     handler: Handler | None = None
+    blocking: bool = False
     subcommands: dict[str, CommandSpec] = field(default_factory=dict)
 
     @property
@@ -80,6 +83,7 @@ def command(
     group: str,
     summary: str,
     since: str = "1.0.0",
+    blocking: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated coroutine as the handler of a top-level command.
 
@@ -91,10 +95,12 @@ def command(
         group: the documentation group.
         summary: one line of documentation.
         since: the Redis version that introduced it.
+        blocking: see :attr:`CommandSpec.blocking`.
     """
 
     def register(handler: Handler) -> Handler:
         spec = _spec(name, arity, flags, keys, group, summary, since, handler)
+        spec.blocking = blocking
         COMMANDS[name.encode()] = spec
         return handler
 
