@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from crema.errors import ProtocolError
 from crema.server.commands.dispatch import prepare, run, runs_at_once
@@ -143,7 +143,7 @@ class Connection(asyncio.Protocol):
     # ---------------------------------------------------------------- events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self._transport = transport
         state = self._state
         state.stats.connections_received += 1
