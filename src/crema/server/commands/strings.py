@@ -8,7 +8,7 @@ Plain reads wait for the session's read barrier and read the local replica.
 
 from __future__ import annotations
 
-from crema.cache.commands import Append, GetDel, IncrBy, MSet, Set, SetCondition
+from crema.cache.commands import Append, GetDel, IncrBy, MSet, Set, SetCondition, set_unchecked
 from crema.errors import CommandError
 from crema.server.args import LLONG_MIN, parse_int, wrong_arity
 from crema.server.commands.common import execute, now_ms, read_view
@@ -17,6 +17,7 @@ from crema.server.options import Condition, ExpiryKind, parse_set_expire, parse_
 from crema.server.resp_reply import OK, ErrorReply, Reply
 from crema.server.session import Session
 
+_ALWAYS = SetCondition.ALWAYS
 _CONDITIONS = {None: SetCondition.ALWAYS, Condition.NX: SetCondition.NX,
                Condition.XX: SetCondition.XX}  # fmt: skip
 
@@ -41,6 +42,9 @@ async def get(session: Session, args: list[bytes]) -> Reply:
          summary="Set the string value of a key, with optional expiry and condition")  # fmt: skip
 async def set_(session: Session, args: list[bytes]) -> Reply:
     now = now_ms(session)
+    if len(args) == 3:  # the common case: no options to parse, every field known valid
+        return await execute(session, set_unchecked(args[1], args[2], now, None, _ALWAYS,
+                                                    False, False))  # fmt: skip
     opts = parse_set_options(args[3:], now)
     cmd = Set(args[1], args[2], now, opts.expire_at_ms, _CONDITIONS[opts.condition],
               opts.keepttl, opts.get)  # fmt: skip
