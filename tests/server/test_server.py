@@ -14,6 +14,8 @@ from crema.cache.commands import Command
 from crema.cache.results import Result
 from crema.errors import OutcomeUnknownError, WriteRejectedError
 from crema.server.backend import LocalBackend
+from crema.server.connection import FLUSH_BYTES, MAX_PENDING_INPUT
+from crema.server.resp import encode_command
 from crema.server.server import RespServer
 from tests.server.crema_server import running_crema
 from tests.server.redis_server import RawClient, RedisServer, start_redis
@@ -246,5 +248,31 @@ def test_stop_finishes_in_flight_commands() -> None:
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
         writer.close()
+
+    asyncio.run(main())
+
+
+def test_slow_reader_keeps_buffers_bounded() -> None:
+    """A client that pipelines without reading: output and input held stay bounded."""
+
+    async def main() -> None:
+        server = RespServer(LocalBackend())
+        await server.start()
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(encode_command([b"SET", b"v", b"x" * 10_000]))
+            get = encode_command([b"GET", b"v"])
+            for _ in range(40):  # 40 x 25,000 GETs = 1M requests, 10 GB of replies
+                writer.write(get * 25_000)
+            await asyncio.sleep(1.0)
+            (connection,) = server._connections
+            transport = connection._transport
+            assert transport is not None
+            assert server.state.stats.commands_processed < 10_000  # waiting for the reader
+            assert transport.get_write_buffer_size() <= FLUSH_BYTES + 64 * 1024 + 10_100
+            assert connection._parser.buffered <= MAX_PENDING_INPUT + 512 * 1024
+            writer.close()
+        finally:
+            await server.stop(timeout=1.0)
 
     asyncio.run(main())
