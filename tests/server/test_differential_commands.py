@@ -136,8 +136,14 @@ SEQUENCES: dict[str, list[list[bytes]]] = {
 }  # fmt: skip
 
 
+@pytest.mark.parametrize("protocol", [2, 3])
 @pytest.mark.parametrize("name", sorted(SEQUENCES))
-def test_sequences(redis_client: RawClient, crema_client: RawClient, name: str) -> None:
+def test_sequences(
+    redis_client: RawClient, crema_client: RawClient, name: str, protocol: int
+) -> None:
+    if protocol == 3:  # the same commands in RESP3: nulls, maps, verbatim strings
+        for client in (redis_client, crema_client):
+            assert client.call(b"HELLO", b"3").startswith(b"%")
     run_both(redis_client, crema_client, SEQUENCES[name])
 
 
@@ -230,9 +236,11 @@ command = st.one_of(
 )
 
 
-@given(st.lists(command, min_size=1, max_size=25))
+@given(st.lists(command, min_size=1, max_size=25), st.sampled_from([b"2", b"3"]))
 @settings(max_examples=150, deadline=None, suppress_health_check=FIXTURE_OK)
 def test_random_sequences(
-    redis_client: RawClient, crema_client: RawClient, commands: list[list[bytes]]
+    redis_client: RawClient, crema_client: RawClient, commands: list[list[bytes]], protocol: bytes
 ) -> None:
+    for client in (redis_client, crema_client):
+        assert not client.call(b"HELLO", protocol).startswith(b"-")
     run_both(redis_client, crema_client, commands)
