@@ -64,6 +64,7 @@ class DistributedCache:
         self._forwarder = forwarder
         self.config = replica.config
         self.transport = replica.transport
+        self._rejoin: asyncio.Task[None] | None = None
 
     @classmethod
     async def create(
@@ -113,6 +114,8 @@ class DistributedCache:
         manager.target = replica.sm
         await transport.start()
         replica.start()
+        if recovered.discarded:
+            cache._rejoin = asyncio.get_running_loop().create_task(router.rejoin())
         return cache
 
     async def __aenter__(self) -> DistributedCache:
@@ -280,6 +283,8 @@ class DistributedCache:
         replica = self._replica
         if replica.closed and replica.storage_closed:
             return
+        if self._rejoin is not None:
+            self._rejoin.cancel()
         await self._forwarder.stop()
         await replica.stop()
         await self.transport.stop()

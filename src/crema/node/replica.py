@@ -111,6 +111,8 @@ class Replica:
         self._last_stamp = 0
         self._wake = asyncio.Event()
         self._ticks_due = 0
+        self._peer_check = 0
+        self._reconnects: dict[NodeId, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self.closed = False
@@ -132,6 +134,17 @@ class Replica:
         if not self.closed:
             self._timer = asyncio.get_running_loop().call_later(self.tick_s, self._on_tick)
 
+    def _watch_peers(self) -> None:
+        """Probe a peer afresh after it reconnected: it may have restarted without its log."""
+        self._peer_check += 1
+        if self._peer_check % 5 or not self.is_leader():
+            return
+        for peer, stats in self.transport.stats().peers.items():
+            seen = self._reconnects.get(peer)
+            if seen is not None and seen != stats.reconnects:
+                self.node.report_unreachable(peer)
+            self._reconnects[peer] = stats.reconnects
+
     def wake(self) -> None:
         """Ask the loop to handle new work."""
         self._wake.set()
@@ -145,6 +158,8 @@ class Replica:
                 ticks, self._ticks_due = min(self._ticks_due, 5), 0
                 for _ in range(ticks):
                     self.node.tick()
+                if ticks:
+                    self._watch_peers()
                 self.reads.poll(self.node, loop.time())
                 self._handle_ready()
             except Exception as exc:  # a storage failure: stop serving, loudly
@@ -356,6 +371,22 @@ class Replica:
         storage.create_snapshot(plan.meta)
         storage.compact(plan.compact_index)
         storage.sync()
+
+    def forget_progress(self, node: NodeId) -> None:
+        """Leader: ``node`` lost its log; probe it from index 1 (a snapshot will follow).
+
+        The core never lets a follower's match index go backwards (Raft assumes
+        durable logs), so the runtime resets it when the follower says it
+        discarded its state on purpose (``auto_recover=False``).
+        """
+        pr = self.node.raft.progress.get(node)
+        if pr is None or not self.is_leader() or node == self.id:
+            return
+        pr.match = Index(0)
+        pr.become_probe()
+        pr.next = Index(1)
+        self.node.raft.bcast_pending = True
+        self._wake.set()
 
     # -- status ---------------------------------------------------------------------
 

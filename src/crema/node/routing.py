@@ -18,6 +18,7 @@ from crema.cache.commands import Command
 from crema.cache.results import Result
 from crema.errors import (
     LeadershipLostError,
+    OutcomeUnknownError,
     ProposalDroppedError,
     UnavailableError,
     WriteRejectedError,
@@ -60,6 +61,20 @@ class Router:
             if asyncio.get_running_loop().time() > deadline:
                 raise WriteTimeoutError(f"node {to} did not take over in time")
             await asyncio.sleep(replica.tick_s)
+
+    async def rejoin(self) -> None:
+        """After discarding local state: ask the leader to probe this node from scratch."""
+        replica = self._replica
+        body = wire.encode_request(wire.REQ_REJOIN, int(replica.id))
+        while not replica.closed:
+            try:
+                await self._run(self._refuse_locally, body)
+                return
+            except (WriteRejectedError, OutcomeUnknownError):
+                await asyncio.sleep(replica.tick_s * 10)
+
+    async def _refuse_locally(self) -> tuple[int, Result]:
+        raise ProposalDroppedError("a node that discarded its state cannot lead")
 
     async def _transfer_here(self, to: NodeId) -> tuple[int, Result]:
         self._replica.node.transfer_leadership(to)
@@ -131,5 +146,9 @@ class Router:
             )
             index, _ = await replica.propose_conf_change(change)
             return wire.ForwardReply(wire.STATUS_OK, index, wire.encode_result(None), None)
-        await self._transfer_here(NodeId(int(fields[0])))  # type: ignore[call-overload]
+        node = NodeId(int(fields[0]))  # type: ignore[call-overload]
+        if kind == wire.REQ_REJOIN:
+            replica.forget_progress(node)
+        else:
+            await self._transfer_here(node)
         return wire.ForwardReply(wire.STATUS_OK, 0, wire.encode_result(None), None)

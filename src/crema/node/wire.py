@@ -5,7 +5,9 @@ whose body is one of:
 
 * ``[0, command bytes]``: a state-machine command (encoded by the cache codec);
 * ``[1, change type, node id, address]``: a membership change;
-* ``[2, node id]``: a leadership transfer.
+* ``[2, node id]``: a leadership transfer;
+* ``[3, node id]``: the sender discarded its local state and needs the leader to
+  probe it from scratch (a snapshot install follows).
 
 The leader answers with a ``ForwardResp`` whose body is
 ``[status, index, value, leader_hint]``: status 0 = applied at ``index`` on the
@@ -26,6 +28,7 @@ from crema.errors import PeerProtocolError
 REQ_COMMAND = 0
 REQ_CONF_CHANGE = 1
 REQ_TRANSFER = 2
+REQ_REJOIN = 3
 
 STATUS_OK = 0
 STATUS_REJECTED = 1
@@ -59,7 +62,7 @@ def decode_request(body: bytes) -> tuple[int, list[Any]]:
         raise PeerProtocolError(f"bad forward body: {exc}") from exc
     if not isinstance(item, list) or not item or not isinstance(item[0], int):
         raise PeerProtocolError("forward body is not [kind, ...]")
-    if item[0] not in (REQ_COMMAND, REQ_CONF_CHANGE, REQ_TRANSFER):
+    if item[0] not in (REQ_COMMAND, REQ_CONF_CHANGE, REQ_TRANSFER, REQ_REJOIN):
         raise PeerProtocolError(f"unknown forward kind {item[0]}")
     return item[0], item[1:]
 
