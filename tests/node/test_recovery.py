@@ -81,13 +81,12 @@ def test_corrupted_newest_snapshot_falls_back(tmp_path: Path) -> None:
 
 def test_lagging_follower_catches_up_by_snapshot_install(tmp_path: Path) -> None:
     async def main() -> None:
-        nodes, seeds = await start_cluster(tmp_path, log_threshold=100, trailing=20)
+        nodes, _ = await start_cluster(tmp_path, log_threshold=100, trailing=20)
         try:
             leader = await wait_leader(nodes)
             lagging_id = next(i for i in nodes if i != leader.config.node_id)
             lag_config = nodes[lagging_id].config
             await nodes[lagging_id].shutdown()
-            rest = {i: n for i, n in nodes.items() if i != lagging_id}
             for n in range(450):  # several times log_threshold: compacted past the follower
                 await leader.put(f"k{n % 150}", f"v{n}")
             await wait_until(lambda: leader.cluster_status()["log_first_index"] > 50)
@@ -97,7 +96,6 @@ def test_lagging_follower_catches_up_by_snapshot_install(tmp_path: Path) -> None
             assert sorted(back.entries()) == sorted(leader.entries())
             await back.put("from-lagger", "1")
             assert await back.get("from-lagger") == b"1"
-            del rest
         finally:
             await stop_all(nodes)
 
