@@ -103,8 +103,9 @@ class ReadBatcher:
         self._round = _Round(context, now, self._queued)
         self._queued = []
 
-    def on_read_states(self, states: list[ReadState], applied: int) -> None:
-        """Attach the read index of the current round to its readers."""
+    def on_read_states(self, states: list[ReadState], applied: int) -> bool:
+        """Attach the read index of the current round to its readers; whether it ended."""
+        done = False
         current = self._round
         for state in states:
             if current is not None and state.context == current.context:
@@ -113,6 +114,8 @@ class ReadBatcher:
                         chained = self._waiting.wait(state.index, applied)
                         chained.add_done_callback(_relay(fut))
                 self._round = current = None
+                done = True
+        return done
 
     def release(self, applied: int) -> None:
         """Release reads whose index is applied."""

@@ -152,6 +152,8 @@ class Replica:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while not self.closed:
+            if self._wake.is_set():
+                await asyncio.sleep(0)  # Event.wait() would not yield: let others run
             await self._wake.wait()
             self._wake.clear()
             try:
@@ -272,6 +274,7 @@ class Replica:
 
     def _handle_ready(self) -> None:
         node = self.node
+        round_done = False
         while node.has_ready():
             rd = node.ready()
             self._persist(rd)
@@ -282,11 +285,11 @@ class Replica:
             self._apply(rd.committed_entries)
             node.advance(rd)
             applied = self.sm.applied_index
-            self.reads.on_read_states(rd.read_states, applied)
+            round_done |= self.reads.on_read_states(rd.read_states, applied)
             self.reads.release(applied)
             self.applied_waiters.release(applied)
-        if self.reads.wants_round():
-            self._wake.set()
+        if round_done and self.reads.wants_round():
+            self._wake.set()  # reads queued behind the finished round go now
         self.checkpointer.maybe_start(self.view, self.sm.applied_index)
 
     def _persist(self, rd: Ready) -> None:
