@@ -21,6 +21,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from crema.config import CacheConfig, CheckpointConfig, RaftConfig
@@ -29,7 +30,7 @@ from crema.node.cache import DistributedCache
 from crema.transport.config import TransportConfig
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m crema.node")
     p.add_argument("--id", type=int, required=True)
     p.add_argument("--addr", required=True)
@@ -83,8 +84,14 @@ def _digest(cache: DistributedCache) -> dict[str, Any]:
     return {"index": cache.raft_index(), "count": count, "sha256": h.hexdigest()}
 
 
-async def _op(cache: DistributedCache, req: dict[str, Any]) -> Any:  # noqa: PLR0911
+ExtraOps = dict[str, Callable[[DistributedCache, dict[str, Any]], Awaitable[Any]]]
+"""More control ops (benchmarks add their own): name -> ``op(cache, request)``."""
+
+
+async def _op(cache: DistributedCache, req: dict[str, Any], extra: ExtraOps) -> Any:  # noqa: PLR0911
     op = req["op"]
+    if op in extra:
+        return await extra[op](cache, req)
     if op == "put":
         if req.get("ttl"):
             return await cache.put_with_ttl(req["key"], req["value"], req["ttl"])
@@ -105,13 +112,16 @@ async def _op(cache: DistributedCache, req: dict[str, Any]) -> Any:  # noqa: PLR
 
 
 async def _serve_client(
-    cache: DistributedCache, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    cache: DistributedCache,
+    extra: ExtraOps,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
 ) -> None:
     try:
         while line := await reader.readline():
             req = json.loads(line)
             try:
-                reply = {"ok": True, "value": await _op(cache, req)}
+                reply = {"ok": True, "value": await _op(cache, req, extra)}
             except (CremaError, TimeoutError, ValueError, KeyError) as exc:
                 reply = {
                     "ok": False,
@@ -128,13 +138,14 @@ async def _serve_client(
         writer.close()
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace, extra: ExtraOps | None = None) -> None:
     """Start the node and its control server; run until stdin closes."""
+    ops = extra or {}
     transport = TransportConfig(backoff_initial=0.02, backoff_max=0.5)
     cache = await DistributedCache.create(config_from(args), transport_config=transport)
     host, _, port = args.control.rpartition(":")
     server = await asyncio.start_server(
-        lambda r, w: _serve_client(cache, r, w), host, int(port), limit=1 << 24
+        lambda r, w: _serve_client(cache, ops, r, w), host, int(port), limit=1 << 24
     )
     print("READY", server.sockets[0].getsockname()[1], flush=True)
     loop = asyncio.get_running_loop()
@@ -148,7 +159,7 @@ async def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m crema.node``."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s node %(message)s")
-    args = _parse(argv)
+    args = parse_args(argv)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # stack dump on demand
     asyncio.run(run(args))
     return 0
