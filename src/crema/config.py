@@ -166,8 +166,8 @@ class RaftConfig:
         fsync: the WAL fsync policy: ``"always"``, ``"batch"`` or ``"never"``.
     """
 
-    tick_interval_ms: int = 20
-    election_ticks: int = 10
+    tick_interval_ms: int = 50
+    election_ticks: int = 20
     heartbeat_ticks: int = 2
     max_message_bytes: int = 1 << 20
     max_inflight: int = 256

@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fsync", default="always")
     p.add_argument("--log-threshold", type=int, default=10_000)
     p.add_argument("--trailing", type=int, default=1_000)
-    p.add_argument("--tick-ms", type=int, default=20)
+    p.add_argument("--tick-ms", type=int, default=50)
     p.add_argument("--write-timeout", type=float, default=5.0)
     p.add_argument("--no-auto-recover", action="store_true")
     return p.parse_args(argv)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from crema.errors import (
     CremaError,
+    LeadershipLostError,
     OutcomeUnknownError,
     PeerProtocolError,
     ProposalDroppedError,
@@ -100,7 +101,11 @@ class Forwarder:
         self._transport.send(frm, ForwardResp(item.request_id, wire.encode_reply(reply)))
 
     async def stop(self) -> None:
-        """Cancel requests being served."""
+        """Cancel requests being served; fail forwarded ones awaiting a reply."""
+        waiting, self._waiting = self._waiting, {}
+        for fut in waiting.values():
+            if not fut.done():
+                fut.set_exception(LeadershipLostError("node shut down awaiting the leader's reply"))
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

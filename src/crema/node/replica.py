@@ -112,6 +112,7 @@ class Replica:
         self._wake = asyncio.Event()
         self._ticks_due = 0
         self._peer_check = 0
+        self._staged_commit = self._durable_commit = int(self.storage.initial_state()[0].commit)
         self._reconnects: dict[NodeId, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -303,8 +304,13 @@ class Replica:
             storage.append(rd.entries)
         if rd.hard_state is not None:
             storage.set_hard_state(rd.hard_state)
-        if rd.must_sync:
+            self._staged_commit = int(rd.hard_state.commit)
+        committed = rd.committed_entries
+        # Applying beyond the durable commit index would let a restarted node show
+        # older state than it showed before the crash: make the commit durable first.
+        if rd.must_sync or (committed and committed[-1].index > self._durable_commit):
             storage.sync()
+            self._durable_commit = self._staged_commit
 
     def _send(self, message: Message) -> None:
         if message.type is MessageType.SNAP:
