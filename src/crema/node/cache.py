@@ -29,6 +29,7 @@ from crema.node.forward import Forwarder
 from crema.node.recovery import recover
 from crema.node.replica import ClockMs, Replica
 from crema.node.routing import Router
+from crema.node.status import status_of
 from crema.raft.confchange import ConfChange, ConfChangeType
 from crema.raft.types import NodeId
 from crema.transport.codec import Kind, Payload
@@ -49,6 +50,26 @@ def _b(value: KeyLike) -> bytes:
 def wall_clock_ms() -> int:
     """The wall clock in Unix milliseconds."""
     return time.time_ns() // 1_000_000
+
+
+def _make_transport(
+    config: CacheConfig, transport_config: TransportConfig | None, holder: list[Replica]
+) -> TcpTransport:
+    """The peer transport; inbound items go to the replica in ``holder``."""
+    peers = {i: a for i, a in config.voters().items() if i != config.node_id}
+
+    def on_message(frm: NodeId, kind: Kind, item: Payload) -> None:
+        holder[0].on_message(frm, kind, item)
+
+    return TcpTransport(
+        config.node_id,
+        config.addr,
+        peers,
+        config.cluster_id,
+        config.cluster_secret,
+        on_message,
+        config=transport_config or TransportConfig(),
+    )
 
 
 class DistributedCache:
@@ -88,21 +109,8 @@ class DistributedCache:
         clock = clock_ms or wall_clock_ms
         manager = CheckpointManager(config.checkpoints)
         recovered = await asyncio.to_thread(recover, config, manager, clock())
-        peers = {i: a for i, a in config.voters().items() if i != config.node_id}
         holder: list[Replica] = []
-
-        def on_message(frm: NodeId, kind: Kind, item: Payload) -> None:
-            holder[0].on_message(frm, kind, item)
-
-        transport = TcpTransport(
-            config.node_id,
-            config.addr,
-            peers,
-            config.cluster_id,
-            config.cluster_secret,
-            on_message,
-            config=transport_config or TransportConfig(),
-        )
+        transport = _make_transport(config, transport_config, holder)
         replica = Replica(config, recovered, manager, transport, clock)
         holder.append(replica)
         router = Router(replica)
@@ -247,7 +255,7 @@ class DistributedCache:
 
     def cluster_status(self) -> dict[str, Any]:
         """Node id, role, term, leader, membership, indexes and counters."""
-        return self._replica.status_dict()
+        return status_of(self._replica)
 
     # -- membership --------------------------------------------------------------------
 

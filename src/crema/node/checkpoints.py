@@ -3,23 +3,33 @@
 The trigger policy is checked as entries apply. A snapshot is the state
 machine's :meth:`entries_view` at one applied index (cheap to take; the
 state machine keeps applying), written by the ``CheckpointManager`` in a
-worker thread. Before writing, the free space of the checkpoint file system
-is compared with an estimate of the snapshot's size: when short, the
-snapshot is skipped with a warning and counted, and retried later. A failed
-snapshot is logged and counted; it never stops the node.
+worker thread, or in a forked child for large views. Before writing, the
+free space of the checkpoint file system is compared with an estimate of
+the snapshot's size: when short, the snapshot is skipped with a warning and
+counted, and retried later. A failed snapshot is logged and counted; it
+never stops the node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import time
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from crema.cache.store import EntriesView
-from crema.checkpoint import CheckpointManager, CheckpointPolicy, SnapshotInfo, SnapshotMetadata
+from crema.checkpoint import (
+    CheckpointManager,
+    CheckpointPolicy,
+    SnapshotInfo,
+    SnapshotMetadata,
+    SnapshotReader,
+    snapshot_name,
+)
 from crema.errors import SnapshotError
 
 log = logging.getLogger("crema.node")
@@ -27,6 +37,8 @@ log = logging.getLogger("crema.node")
 RETRY_AFTER_S = 5.0
 """Seconds before a skipped or failed snapshot is tried again."""
 _BYTES_PER_ENTRY = 64
+FORK_MIN_ENTRIES = 100_000
+"""Views at least this large are written by a forked child (see ``_create_forked``)."""
 
 
 class Checkpointer:
@@ -57,6 +69,7 @@ class Checkpointer:
         self._last_time = time.monotonic()
         self._retry_at = 0.0
         self._task: asyncio.Task[SnapshotInfo | None] | None = None
+        self.fork_min_entries = FORK_MIN_ENTRIES
         self.written = 0
         self.skipped_low_space = 0
         self.failed = 0
@@ -107,7 +120,7 @@ class Checkpointer:
                     raise SnapshotError(msg, self.manager.directory)
                 return None
             meta = SnapshotMetadata(view.index, view.term, datetime.now(UTC))
-            info = await asyncio.to_thread(self.manager.create_snapshot, meta, view)
+            info = await self._create(meta, view)
         except SnapshotError as exc:
             self.failed += 1
             self._retry_at = time.monotonic() + RETRY_AFTER_S
@@ -120,6 +133,36 @@ class Checkpointer:
         self._last_time = time.monotonic()
         self._on_written(view.index)
         return info
+
+    async def _create(self, meta: SnapshotMetadata, view: EntriesView) -> SnapshotInfo:
+        if hasattr(os, "fork") and len(view) >= self.fork_min_entries:
+            return await self._create_forked(meta, view)
+        return await asyncio.to_thread(self.manager.create_snapshot, meta, view)
+
+    async def _create_forked(self, meta: SnapshotMetadata, view: EntriesView) -> SnapshotInfo:
+        """Write the snapshot in a forked child, as Redis's BGSAVE does.
+
+        Serialising a large view (sorting by write order, encoding) holds the
+        GIL for long stretches, which would stall the event loop even from a
+        worker thread. The child sees the view copy-on-write, writes the file
+        (temp file, fsync, rename, retention) and exits; the parent only waits.
+        """
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                self.manager.create_snapshot(meta, view)
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SnapshotError(f"snapshot child {pid} failed", self.manager.directory)
+        path = self.manager.directory / snapshot_name(meta.index, meta.term)
+        with SnapshotReader.open(path) as reader:
+            return reader.info()
 
     def installed(self, index: int) -> None:
         """A snapshot at ``index`` was installed from the leader."""

@@ -27,10 +27,11 @@ from crema.checkpoint import CheckpointManager, SnapshotReader
 from crema.checkpoint.writer import fsync_directory
 from crema.config import CacheConfig
 from crema.errors import CompactedError, EntryUnavailableError, SnapshotCorruptedError
+from crema.raft import config as core_config
 from crema.raft.memory_storage import MemoryStorage
 from crema.raft.rawnode import bootstrap
 from crema.raft.storage import LogStorage
-from crema.raft.types import NodeId
+from crema.raft.types import Index, NodeId
 from crema.storage import DiskStorage
 
 log = logging.getLogger("crema.node")
@@ -133,3 +134,19 @@ def _quarantine(manager: CheckpointManager, path: Path, reason: str) -> None:
     log.warning("snapshot %s is corrupted (%s); renamed to %s", path, reason, broken.name)
     os.replace(path, broken)
     fsync_directory(manager.directory)
+
+
+def core_config_for(config: CacheConfig, applied: int) -> core_config.RaftConfig:
+    """The Raft core's settings from the node's runtime settings."""
+    rc = config.raft_config
+    return core_config.RaftConfig(
+        id=NodeId(config.node_id),
+        election_tick=rc.election_ticks,
+        heartbeat_tick=rc.heartbeat_ticks,
+        max_size_per_msg=rc.max_message_bytes,
+        max_inflight=rc.max_inflight,
+        pre_vote=rc.pre_vote,
+        check_quorum=rc.check_quorum,
+        applied=Index(applied),
+        max_committed_size_per_ready=4 << 20,
+    )

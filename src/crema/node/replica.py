@@ -34,8 +34,7 @@ from crema.node.checkpoints import Checkpointer
 from crema.node.install import SnapshotReceiver, SnapshotSender
 from crema.node.proposals import PendingProposals
 from crema.node.reads import AppliedWaiters, ReadBatcher
-from crema.node.recovery import Recovered
-from crema.raft import config as core_config
+from crema.node.recovery import Recovered, core_config_for
 from crema.raft.confchange import ConfChange, ConfChangeType
 from crema.raft.core import Role
 from crema.raft.messages import Message, MessageType
@@ -47,22 +46,6 @@ from crema.transport.tcp import TcpTransport
 log = logging.getLogger("crema.node")
 
 ClockMs = Callable[[], int]
-
-
-def core_config_for(config: CacheConfig, applied: int) -> core_config.RaftConfig:
-    """The Raft core's settings from the node's runtime settings."""
-    rc = config.raft_config
-    return core_config.RaftConfig(
-        id=NodeId(config.node_id),
-        election_tick=rc.election_ticks,
-        heartbeat_tick=rc.heartbeat_ticks,
-        max_size_per_msg=rc.max_message_bytes,
-        max_inflight=rc.max_inflight,
-        pre_vote=rc.pre_vote,
-        check_quorum=rc.check_quorum,
-        applied=Index(applied),
-        max_committed_size_per_ready=4 << 20,
-    )
 
 
 class Replica:
@@ -94,17 +77,7 @@ class Replica:
         self.pending = PendingProposals()
         self.reads = ReadBatcher(config.node_id, self.tick_s * rc.election_ticks * 2)
         self.applied_waiters = AppliedWaiters()
-        self.checkpointer = Checkpointer(
-            manager,
-            CheckpointPolicy(config.checkpoints),
-            config.min_free_bytes,
-            self._compact_after_snapshot,
-        )
-        self.checkpointer.last_index = recovered.snapshot_index
-        self.sender = SnapshotSender(transport, manager, self._report_snapshot)
-        self.receiver = SnapshotReceiver(
-            transport, manager, config.max_capacity, clock_ms, lambda: self.sm.applied_index
-        )
+        self._init_snapshots(recovered.snapshot_index)
         self.on_forward: Callable[[NodeId, Forward], None] = lambda frm, item: None
         self.on_forward_resp: Callable[[ForwardResp], None] = lambda item: None
         self.leader_changed = asyncio.Event()
@@ -119,6 +92,20 @@ class Replica:
         self.closed = False
         self.storage_closed = False
         self.failure: BaseException | None = None
+
+    def _init_snapshots(self, snapshot_index: int) -> None:
+        config, manager, transport = self.config, self.manager, self.transport
+        self.checkpointer = Checkpointer(
+            manager,
+            CheckpointPolicy(config.checkpoints),
+            config.min_free_bytes,
+            self._compact_after_snapshot,
+        )
+        self.checkpointer.last_index = snapshot_index
+        self.sender = SnapshotSender(transport, manager, self._report_snapshot)
+        self.receiver = SnapshotReceiver(
+            transport, manager, config.max_capacity, self.clock_ms, lambda: self.sm.applied_index
+        )
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -396,31 +383,3 @@ class Replica:
         pr.next = Index(1)
         self.node.raft.bcast_pending = True
         self._wake.set()
-
-    # -- status ---------------------------------------------------------------------
-
-    def status_dict(self) -> dict[str, Any]:
-        """Node id, role, term, leader, membership, indexes and counters."""
-        status = self.node.status()
-        storage = self.storage
-        closed = self.storage_closed
-        cp = self.checkpointer
-        return {
-            "node_id": int(self.id),
-            "role": status.role.value,
-            "term": int(status.term),
-            "leader_id": None if status.lead is None else int(status.lead),
-            "voters": sorted(int(n) for n in status.conf_state.voters),
-            "learners": sorted(int(n) for n in status.conf_state.learners),
-            "commit_index": int(status.commit),
-            "applied_index": self.sm.applied_index,
-            "last_snapshot_index": cp.last_index,
-            "log_first_index": 0 if closed else int(storage.first_index()),
-            "log_last_index": 0 if closed else int(storage.last_index()),
-            "snapshots_written": cp.written,
-            "snapshots_skipped_low_space": cp.skipped_low_space,
-            "snapshots_failed": cp.failed,
-            "snapshots_sent": self.sender.sent,
-            "snapshots_installed": self.receiver.installed,
-            "pending_proposals": len(self.pending),
-        }
