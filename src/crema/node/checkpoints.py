@@ -13,6 +13,7 @@ never stops the node.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import shutil
@@ -147,8 +148,14 @@ class Checkpointer:
         worker thread. The child sees the view copy-on-write, writes the file
         (temp file, fsync, rename, retention) and exits; the parent only waits.
         """
-        pid = os.fork()
+        gc.freeze()  # the parent's collector must not touch (and so copy) every page
+        try:
+            pid = os.fork()
+        except OSError:
+            gc.unfreeze()
+            raise
         if pid == 0:  # pragma: no cover - runs in the child
+            gc.disable()
             code = 1
             try:
                 self.manager.create_snapshot(meta, view)
@@ -157,7 +164,10 @@ class Checkpointer:
                 traceback.print_exc()
             finally:
                 os._exit(code)
-        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        try:
+            _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        finally:
+            gc.unfreeze()
         if os.waitstatus_to_exitcode(status) != 0:
             raise SnapshotError(f"snapshot child {pid} failed", self.manager.directory)
         path = self.manager.directory / snapshot_name(meta.index, meta.term)

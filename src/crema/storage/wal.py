@@ -322,6 +322,13 @@ class DiskStorage:
         """The contract's sync: :meth:`commit`, ignoring its result."""
         self._writer.commit()
 
+    def flush(self) -> None:
+        """Hand staged mutations to the OS without fsync (durable_seq does not move).
+
+        They then survive a crash of the process, not of the machine.
+        """
+        self._writer.flush()
+
     def commit(self) -> int:
         """Write staged mutations as one batch; fsync as the policy says.
 
