@@ -125,6 +125,9 @@ def test_sigkill_leader_under_load(tmp_path: Path) -> None:
             work.running = False
             await asyncio.gather(*clients)
 
+            for p in procs:  # get after put on the same node, leader or follower
+                await p.value("put", key=f"same-{p.node_id}", value="x")
+                assert await p.value("get", key=f"same-{p.node_id}") == "x"
             digest = await _all_equal(procs)
             assert digest["count"] >= len(KEYS)
             status = await leader.value("status")
