@@ -9,7 +9,7 @@ which is ``python -m crema.node`` plus benchmark ops) with WAL fsync
 API (``DistributedCache.put`` / ``consistent_get``), so the figures are the
 node's, not a client protocol's. Reported:
 
-* write throughput and p50/p99 latency with 1, 16 and 256 concurrent writers;
+* write throughput and p50/p99 latency with 1, 16, 256 and 4096 concurrent writers;
 * ``consistent_get`` throughput with 16 concurrent readers;
 * the longest write stall while a snapshot of ``--entries`` entries is taken;
 * restart-to-ready of a follower with that snapshot plus 10,000 log entries
@@ -247,7 +247,7 @@ def bench_crema(data: Path, entries: int, seconds: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         lead = procs[_leader(procs)]
-        for writers in (1, 16, 256):
+        for writers in (1, 16, 256, 4096):
             out[f"writes_{writers}"] = lead.call("writes", writers=writers, seconds=seconds)
         out["reads_16"] = lead.call("reads", readers=16, seconds=seconds)
         t0 = time.perf_counter()
@@ -344,7 +344,7 @@ def bench_pysyncobj(seconds: float) -> dict[str, Any]:
             lead = next((p for p in procs if p.call("status")["is_leader"]), None)
             time.sleep(0.1)
         assert lead is not None, "PySyncObj elected no leader"
-        for writers in (1, 16, 256):
+        for writers in (1, 16, 256, 4096):
             out[f"writes_{writers}"] = lead.call("writes", writers=writers, seconds=seconds)
     finally:
         for p in procs:
@@ -385,7 +385,7 @@ def report(crema: dict[str, Any], pso: dict[str, Any] | None, fsync: float, entr
         "| PySyncObj writes/s | p50 ms | p99 ms | ratio |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for w in (1, 16, 256):
+    for w in (1, 16, 256, 4096):
         c = crema[f"writes_{w}"]
         p = (pso or {}).get(f"writes_{w}", {"per_s": 0.0, "p50": 0.0, "p99": 0.0})
         ratio = c["per_s"] / p["per_s"] if p["per_s"] else float("nan")
