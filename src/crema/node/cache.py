@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from crema.cache.commands import Clear, Command, Delete, Set
 from crema.cache.results import Result
 from crema.cache.state_machine import CacheStateMachine
+from crema.cache.store import EntryLike
 from crema.checkpoint import CheckpointManager, SnapshotInfo
 from crema.config import CacheConfig, DurationLike, to_timedelta
 from crema.errors import (
@@ -72,6 +73,16 @@ def _make_transport(
     )
 
 
+class _LiveTarget:
+    """``restore_from`` target: whichever state machine the node serves now."""
+
+    def __init__(self, replica: Replica) -> None:
+        self._replica = replica
+
+    def restore_entries(self, entries: Iterable[EntryLike]) -> None:
+        self._replica.sm.restore_entries(entries)
+
+
 class DistributedCache:
     """One node of a crema cluster; build it with :meth:`create`.
 
@@ -119,7 +130,7 @@ class DistributedCache:
         replica.on_forward = forwarder.on_forward
         replica.on_forward_resp = forwarder.on_forward_resp
         cache = cls(replica, router, forwarder)
-        manager.target = replica.sm
+        manager.target = _LiveTarget(replica)
         await transport.start()
         replica.start()
         if recovered.discarded:
