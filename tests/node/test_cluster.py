@@ -9,7 +9,9 @@ import pytest
 
 from crema.config import CacheConfig
 from crema.errors import UnavailableError
+from crema.node import DistributedCache
 from tests.node.harness import (
+    FAST_TRANSPORT,
     leader_of,
     node_config,
     seeds_for,
@@ -123,6 +125,40 @@ def test_peer_without_secret_cannot_join(tmp_path: Path) -> None:
                     await impostor.shutdown()
             assert leader.is_leader() and leader.raft_term() == term
             assert await leader.get("x") is None
+        finally:
+            await stop_all(nodes)
+
+    asyncio.run(main())
+
+
+def test_ttl_hidden_by_each_nodes_clock(tmp_path: Path) -> None:
+    async def main() -> None:
+        seeds = seeds_for(3)
+        base = 1_700_000_000_000
+        skew = {1: 0, 2: 0, 3: 3_600_000}  # node 3's clock runs an hour ahead
+        nodes = {}
+        for node_id, _ in seeds:
+            config = node_config(node_id, seeds, tmp_path, storage="memory")
+            nodes[node_id] = await DistributedCache.create(
+                config,
+                clock_ms=lambda n=node_id: base + skew[n],  # type: ignore[misc]
+                transport_config=FAST_TRANSPORT,
+            )
+        try:
+            if (await wait_leader(nodes)) is nodes[3]:
+                # the leader's clock stamps writes: keep the skewed node a follower here
+                await nodes[3].transfer_leadership(1)
+            await nodes[2].put_with_ttl("session", "s", 60)
+            await wait_until(lambda: len({n.raft_index() for n in nodes.values()}) == 1)
+            assert await nodes[3].get("session") is None  # expired by node 3's clock
+            assert await nodes[1].get("session") == b"s"
+            assert await nodes[2].get("session") == b"s"
+            # the replicated state is the same everywhere: same absolute expiry
+            expiries = {
+                tuple(e for k, _, e in n.state_machine.entries_view() if k == b"session")
+                for n in nodes.values()
+            }
+            assert len(expiries) == 1
         finally:
             await stop_all(nodes)
 
