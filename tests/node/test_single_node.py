@@ -59,3 +59,18 @@ def test_single_node_writes_and_reads(tmp_path: Path, storage: str) -> None:
         assert isinstance(info.value, WriteError) and not info.value.may_have_been_applied
 
     asyncio.run(main())
+
+
+def test_address_in_use_releases_local_state(tmp_path: Path) -> None:
+    async def main() -> None:
+        seeds = seeds_for(1)
+        config = node_config(1, seeds, tmp_path)
+        first = await start(config)
+        other = node_config(1, seeds, tmp_path / "other")
+        with pytest.raises(OSError):
+            await start(other)  # same address
+        await first.shutdown()
+        again = await start(other)  # its WAL lock was released
+        await again.shutdown()
+
+    asyncio.run(main())

@@ -131,7 +131,11 @@ class DistributedCache:
         replica.on_forward_resp = forwarder.on_forward_resp
         cache = cls(replica, router, forwarder)
         manager.target = _LiveTarget(replica)
-        await transport.start()
+        try:
+            await transport.start()
+        except BaseException:  # e.g. the address is in use: release the WAL lock
+            recovered.storage.close()
+            raise
         replica.start()
         if recovered.discarded:
             cache._rejoin = asyncio.get_running_loop().create_task(router.rejoin())
