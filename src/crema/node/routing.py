@@ -40,6 +40,11 @@ class Router:
 
     async def execute(self, command: Command) -> Result:
         """Run ``command`` through Raft; its result once applied on this node."""
+        if self._replica.is_leader():  # the common case: no request body to build
+            try:
+                return (await self._replica.propose_command(command))[1]
+            except ProposalDroppedError:
+                pass  # lost the lead meanwhile: route as below
         body = wire.encode_request(wire.REQ_COMMAND, encode_command(command))
         result: Result = await self._run(lambda: self._replica.propose_command(command), body)
         return result
