@@ -54,7 +54,9 @@ def _wal_dir(config: CacheConfig) -> Path:
 def _open_storage(config: CacheConfig) -> LogStorage:
     if config.raft_storage == "memory":
         return MemoryStorage()
-    return DiskStorage.open(_wal_dir(config), fsync=config.raft_config.fsync)
+    storage = DiskStorage.open(_wal_dir(config), fsync=config.raft_config.fsync)
+    storage.defer_removals = True  # the runtime unlinks dead segments off the event loop
+    return storage
 
 
 def _discard(config: CacheConfig, manager: CheckpointManager) -> None:

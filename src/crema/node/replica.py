@@ -40,6 +40,8 @@ from crema.raft.core import Role
 from crema.raft.messages import Message, MessageType
 from crema.raft.rawnode import RawNode, Ready
 from crema.raft.types import Entry, EntryType, Index, NodeId
+from crema.storage import DiskStorage, FsyncPolicy
+from crema.storage.wal import remove_segments
 from crema.transport.codec import Forward, ForwardResp, Kind, Payload, SnapshotAck, SnapshotChunk
 from crema.transport.tcp import TcpTransport
 
@@ -85,6 +87,7 @@ class Replica:
         self._wake = asyncio.Event()
         self._ticks_due = 0
         self._peer_check = 0
+        self._removals: set[asyncio.Task[None]] = set()
         self._staged_commit = self._durable_commit = int(self.storage.initial_state()[0].commit)
         self._reconnects: dict[NodeId, int] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -173,6 +176,8 @@ class Replica:
         await self.sender.stop()
         await self.receiver.stop()
         await self.checkpointer.stop()
+        if self._removals:
+            await asyncio.wait(self._removals)
         self.storage.sync()
         self.storage.close()
         self.storage_closed = True
@@ -373,6 +378,14 @@ class Replica:
         storage.create_snapshot(plan.meta)
         storage.compact(plan.compact_index)
         storage.sync()
+        if isinstance(storage, DiskStorage):
+            removals = storage.take_removals()
+            if removals:
+                durable = storage.policy is not FsyncPolicy.NEVER
+                work = asyncio.to_thread(remove_segments, removals, storage.directory, durable)
+                task = asyncio.get_running_loop().create_task(work)
+                self._removals.add(task)
+                task.add_done_callback(self._removals.discard)
 
     def forget_progress(self, node: NodeId) -> None:
         """Leader: ``node`` lost its log; probe it from index 1 (a snapshot will follow).
