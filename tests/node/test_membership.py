@@ -52,11 +52,22 @@ def test_add_and_remove_a_node(tmp_path: Path) -> None:
             nodes[4] = new = await start(config)
             follower = next(n for n in nodes.values() if n is not leader and n is not new)
             await follower.add_node(4, addr)  # forwarded to the leader
+            added_at = follower.raft_index()
             await wait_until(lambda: new.raft_index() >= leader.raft_index(), what="catch up")
             assert await new.get("k99") == b"v99"
             assert new.cluster_status()["voters"] == [1, 2, 3, 4]
             await new.put("from-4", "x")
             assert await new.consistent_get("from-4") == b"x"
+            # a follower restarted after the log was compacted past the change still
+            # knows node 4's address (peers.json), so node 4 can reach it
+            for n in range(60):
+                await leader.put(f"more{n}", "x")
+            await wait_until(lambda: follower.cluster_status()["log_first_index"] > added_at)
+            fid = follower.config.node_id
+            await follower.shutdown()
+            nodes[fid] = follower = await start(follower.config)
+            assert 4 in follower.transport.stats().peers
+            await wait_until(lambda: follower.raft_index() >= leader.raft_index())
             await leader.remove_node(4)
             assert leader.cluster_status()["voters"] == [1, 2, 3]
             await new.shutdown()

@@ -27,6 +27,7 @@ from crema.errors import (
     UnavailableError,
 )
 from crema.node.forward import Forwarder
+from crema.node.peers import load_peers
 from crema.node.recovery import recover
 from crema.node.replica import ClockMs, Replica
 from crema.node.routing import Router
@@ -57,7 +58,8 @@ def _make_transport(
     config: CacheConfig, transport_config: TransportConfig | None, holder: list[Replica]
 ) -> TcpTransport:
     """The peer transport; inbound items go to the replica in ``holder``."""
-    peers = {i: a for i, a in config.voters().items() if i != config.node_id}
+    known = {**load_peers(config.data_directory), **config.voters()}
+    peers = {i: a for i, a in known.items() if i != config.node_id}
 
     def on_message(frm: NodeId, kind: Kind, item: Payload) -> None:
         holder[0].on_message(frm, kind, item)

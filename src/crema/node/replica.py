@@ -32,6 +32,7 @@ from crema.errors import (
 )
 from crema.node.checkpoints import Checkpointer
 from crema.node.install import SnapshotReceiver, SnapshotSender
+from crema.node.peers import load_peers, save_peers
 from crema.node.proposals import PendingProposals
 from crema.node.reads import AppliedWaiters, ReadBatcher
 from crema.node.recovery import Recovered, core_config_for
@@ -346,10 +347,14 @@ class Replica:
         node = change.node_id
         if node == self.id:
             return
+        learned = load_peers(self.config.data_directory)
         if change.type is ConfChangeType.REMOVE_NODE:
             asyncio.get_running_loop().create_task(self.transport.remove_peer(node))
+            learned.pop(node, None)
         elif change.context:
             self.transport.add_peer(node, change.context.decode())
+            learned[node] = change.context.decode()
+        save_peers(self.config.data_directory, learned)
 
     # -- snapshots ------------------------------------------------------------------
 
