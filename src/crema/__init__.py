@@ -16,25 +16,34 @@ from crema.checkpoint import (
     SnapshotReader,
     SnapshotWriter,
 )
-from crema.config import CheckpointConfig
+from crema.config import CacheConfig, CheckpointConfig, RaftConfig
 from crema.errors import (
     CompactedError,
     ConfigError,
     CorruptLogError,
     CremaError,
     EntryUnavailableError,
+    LeadershipLostError,
     NoSnapshotError,
     NotLeaderError,
+    OutcomeUnknownError,
     ProposalDroppedError,
     RaftError,
+    ShutdownError,
     SnapshotCorruptedError,
     SnapshotError,
     StorageError,
+    UnavailableError,
+    WriteError,
+    WriteRejectedError,
+    WriteTimeoutError,
 )
+from crema.node import DistributedCache
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CacheConfig",
     "CheckpointConfig",
     "CheckpointManager",
     "CheckpointPolicy",
@@ -42,12 +51,17 @@ __all__ = [
     "ConfigError",
     "CorruptLogError",
     "CremaError",
+    "DistributedCache",
     "EntryUnavailableError",
+    "LeadershipLostError",
     "NoSnapshotError",
     "NotLeaderError",
+    "OutcomeUnknownError",
     "ProposalDroppedError",
+    "RaftConfig",
     "RaftError",
     "RestoreTarget",
+    "ShutdownError",
     "SnapshotCorruptedError",
     "SnapshotEntry",
     "SnapshotError",
@@ -56,5 +70,9 @@ __all__ = [
     "SnapshotReader",
     "SnapshotWriter",
     "StorageError",
+    "UnavailableError",
+    "WriteError",
+    "WriteRejectedError",
+    "WriteTimeoutError",
     "__version__",
 ]

@@ -98,6 +98,8 @@ class DiskStorage:
         self._cache_entries = cache_entries
         self._writer = SegmentWriter(self.directory, self.policy, batch_interval, clock)
         self._closed = False
+        self.defer_removals = False
+        self._removals: list[Path] = []
         self._reader = RecordReader()
         self._lock_fd = lock_directory(self.directory, durable=self._durable)
         try:
@@ -322,6 +324,13 @@ class DiskStorage:
         """The contract's sync: :meth:`commit`, ignoring its result."""
         self._writer.commit()
 
+    def flush(self) -> None:
+        """Hand staged mutations to the OS without fsync (durable_seq does not move).
+
+        They then survive a crash of the process, not of the machine.
+        """
+        self._writer.flush()
+
     def commit(self) -> int:
         """Write staged mutations as one batch; fsync as the policy says.
 
@@ -365,9 +374,24 @@ class DiskStorage:
             return
         for seq in dead:  # oldest first: a crash leaves a contiguous suffix
             self._reader.drop_segment(seq)
-            self._paths.pop(seq).unlink()
-        if self._durable:
+            path = self._paths.pop(seq)
+            if self.defer_removals:
+                self._removals.append(path)
+            else:
+                path.unlink()
+        if self._durable and not self.defer_removals:
             fsync_dir(self.directory)
+
+    def take_removals(self) -> list[Path]:
+        """Dead segment files left for the caller to delete, oldest first.
+
+        Only with ``defer_removals`` set: compaction then leaves the (slow)
+        unlinking to the caller, e.g. :func:`remove_segments` in a worker
+        thread. Dead segments are never read again, and any left behind by a
+        crash are removed on the next open.
+        """
+        removals, self._removals = self._removals, []
+        return removals
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -406,3 +430,11 @@ class DiskStorage:
 
 
 __all__ = ["DiskStorage", "FsyncPolicy", "WalStats"]
+
+
+def remove_segments(paths: list[Path], directory: Path, durable: bool = True) -> None:
+    """Delete dead segment files (from :meth:`DiskStorage.take_removals`), oldest first."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    if paths and durable:
+        fsync_dir(directory)

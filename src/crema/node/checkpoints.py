@@ -1,0 +1,190 @@
+"""Checkpoints on every node: trigger, write off the event loop, then compact (layer L2).
+
+The trigger policy is checked as entries apply. A snapshot is the state
+machine's :meth:`entries_view` at one applied index (cheap to take; the
+state machine keeps applying), written by the ``CheckpointManager`` in a
+worker thread, or in a forked child for large views. Before writing, the
+free space of the checkpoint file system is compared with an estimate of
+the snapshot's size: when short, the snapshot is skipped with a warning and
+counted, and retried later. A failed snapshot is logged and counted; it
+never stops the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from crema.cache.store import EntriesView
+from crema.checkpoint import (
+    CheckpointManager,
+    CheckpointPolicy,
+    SnapshotInfo,
+    SnapshotMetadata,
+    SnapshotReader,
+    snapshot_name,
+)
+from crema.errors import SnapshotError
+
+log = logging.getLogger("crema.node")
+
+RETRY_AFTER_S = 5.0
+"""Seconds before a skipped or failed snapshot is tried again."""
+_BYTES_PER_ENTRY = 64
+FORK_MIN_ENTRIES = 100_000
+"""Views at least this large are written by a forked child (see ``_create_forked``)."""
+
+
+class Checkpointer:
+    """Decides when to snapshot and writes snapshots without blocking the loop.
+
+    Args:
+        manager: the node's checkpoint manager.
+        policy: the trigger policy.
+        min_free_bytes: free space to keep beyond the snapshot's estimated size.
+        on_written: called in the loop with the index of each snapshot written.
+        free_bytes: measures free space of a directory (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        manager: CheckpointManager,
+        policy: CheckpointPolicy,
+        min_free_bytes: int,
+        on_written: Callable[[int], None],
+        free_bytes: Callable[[str], int] | None = None,
+    ) -> None:
+        self.manager = manager
+        self._policy = policy
+        self._min_free = min_free_bytes
+        self._on_written = on_written
+        self._free_bytes = free_bytes or (lambda path: shutil.disk_usage(path).free)
+        self.last_index = 0
+        self._last_time = time.monotonic()
+        self._retry_at = 0.0
+        self._task: asyncio.Task[SnapshotInfo | None] | None = None
+        self.fork_min_entries = FORK_MIN_ENTRIES
+        self.written = 0
+        self.skipped_low_space = 0
+        self.failed = 0
+
+    @property
+    def running(self) -> bool:
+        """Whether a snapshot is being written."""
+        return self._task is not None and not self._task.done()
+
+    def maybe_start(self, view_of: Callable[[], EntriesView], applied: int) -> None:
+        """Start a snapshot in the background if the policy says so."""
+        if self.running:
+            return
+        now = time.monotonic()
+        since = applied - self.last_index
+        if now < self._retry_at or not self._policy.should_snapshot(since, now - self._last_time):
+            return
+        self._task = asyncio.get_running_loop().create_task(self._write(view_of()))
+
+    async def checkpoint(self, view_of: Callable[[], EntriesView]) -> SnapshotInfo:
+        """Snapshot now (after any snapshot in progress) and return its info.
+
+        Raises:
+            SnapshotError: the snapshot could not be written (or space is short).
+        """
+        while self._task is not None and not self._task.done():
+            await asyncio.wait({self._task})
+        info = await self._write(view_of(), forced=True)
+        assert info is not None
+        return info
+
+    def _estimate(self, view: EntriesView) -> int:
+        """Twice the largest snapshot file so far, or 64 bytes per entry (stat only)."""
+        previous = 0
+        for path in self.manager.directory.glob("snapshot-*.snap"):
+            with contextlib.suppress(OSError):
+                previous = max(previous, path.stat().st_size * 2)
+        return max(previous, len(view) * _BYTES_PER_ENTRY)
+
+    async def _write(self, view: EntriesView, forced: bool = False) -> SnapshotInfo | None:
+        directory = str(self.manager.directory)
+        try:
+            needed = self._estimate(view) + self._min_free
+            free = self._free_bytes(directory)
+            if free < needed:
+                self.skipped_low_space += 1
+                self._retry_at = time.monotonic() + RETRY_AFTER_S
+                msg = f"snapshot at {view.index} skipped: {free} bytes free, need {needed}"
+                log.warning("%s in %s", msg, directory)
+                if forced:
+                    raise SnapshotError(msg, self.manager.directory)
+                return None
+            meta = SnapshotMetadata(view.index, view.term, datetime.now(UTC))
+            info = await self._create(meta, view)
+        except SnapshotError as exc:
+            self.failed += 1
+            self._retry_at = time.monotonic() + RETRY_AFTER_S
+            log.warning("snapshot at %d failed: %s", view.index, exc)
+            if forced:
+                raise
+            return None
+        self.written += 1
+        self.last_index = max(self.last_index, view.index)
+        self._last_time = time.monotonic()
+        self._on_written(view.index)
+        return info
+
+    async def _create(self, meta: SnapshotMetadata, view: EntriesView) -> SnapshotInfo:
+        if hasattr(os, "fork") and len(view) >= self.fork_min_entries:
+            return await self._create_forked(meta, view)
+        return await asyncio.to_thread(self.manager.create_snapshot, meta, view)
+
+    async def _create_forked(self, meta: SnapshotMetadata, view: EntriesView) -> SnapshotInfo:
+        """Write the snapshot in a forked child, as Redis's BGSAVE does.
+
+        Serialising a large view (sorting by write order, encoding) holds the
+        GIL for long stretches, which would stall the event loop even from a
+        worker thread. The child sees the view copy-on-write, writes the file
+        (temp file, fsync, rename, retention) and exits; the parent only waits.
+        """
+        gc.freeze()  # the parent's collector must not touch (and thus copy) every page
+        try:
+            pid = os.fork()
+        except OSError:
+            gc.unfreeze()
+            raise
+        if pid == 0:  # pragma: no cover - runs in the child
+            gc.disable()
+            os.nice(10)  # serving comes first when cores are scarce
+            code = 1
+            try:
+                self.manager.create_snapshot(meta, view)
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        # The heap stays frozen: objects alive now (mostly cache entries, which form
+        # no reference cycles) are no longer scanned by full collections, whose
+        # pauses grow with the cache (hundreds of ms at a million entries).
+        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SnapshotError(f"snapshot child {pid} failed", self.manager.directory)
+        path = self.manager.directory / snapshot_name(meta.index, meta.term)
+        with SnapshotReader.open(path) as reader:
+            return reader.info()
+
+    def installed(self, index: int) -> None:
+        """A snapshot at ``index`` was installed from the leader."""
+        self.last_index = max(self.last_index, index)
+        self._last_time = time.monotonic()
+
+    async def stop(self) -> None:
+        """Wait for a snapshot in progress to land."""
+        if self._task is not None:
+            await asyncio.wait({self._task})

@@ -1,0 +1,409 @@
+"""The driver loop: one Raft core, its log, the state machine and the transport (layer L2).
+
+Everything here runs in one event loop. Inbound messages are stepped into the
+core as they arrive; a tick timer advances its clock; after either, the loop
+handles every Ready in the fixed order: persist (entries, hard state, one
+fsync when the Ready must sync), send, apply committed entries (resolving the
+futures of proposals by index and term), serve read states, advance. Then
+it considers a checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from crema.cache.codec import encode_command
+from crema.cache.commands import Command
+from crema.cache.results import CommandFailure, Result
+from crema.cache.store import EntriesView
+from crema.checkpoint import CheckpointManager, CheckpointPolicy
+from crema.config import CacheConfig
+from crema.errors import (
+    CommandDecodeError,
+    LeadershipLostError,
+    RaftError,
+    ShutdownError,
+    WriteTimeoutError,
+)
+from crema.node.checkpoints import Checkpointer
+from crema.node.install import SnapshotReceiver, SnapshotSender
+from crema.node.peers import load_peers, save_peers
+from crema.node.proposals import PendingProposals
+from crema.node.reads import AppliedWaiters, ReadBatcher
+from crema.node.recovery import Recovered, core_config_for
+from crema.raft.confchange import ConfChange, ConfChangeType
+from crema.raft.core import Role
+from crema.raft.messages import Message, MessageType
+from crema.raft.rawnode import RawNode, Ready
+from crema.raft.types import Entry, EntryType, Index, NodeId
+from crema.storage import DiskStorage, FsyncPolicy
+from crema.storage.wal import remove_segments
+from crema.transport.codec import Forward, ForwardResp, Kind, Payload, SnapshotAck, SnapshotChunk
+from crema.transport.tcp import TcpTransport
+
+log = logging.getLogger("crema.node")
+
+ClockMs = Callable[[], int]
+
+
+class Replica:
+    """One node's replication runtime; :class:`DistributedCache` is its facade."""
+
+    def __init__(
+        self,
+        config: CacheConfig,
+        recovered: Recovered,
+        manager: CheckpointManager,
+        transport: TcpTransport,
+        clock_ms: ClockMs,
+    ) -> None:
+        self.config = config
+        self.id = NodeId(config.node_id)
+        self.storage = recovered.storage
+        self.sm = recovered.state_machine
+        self.manager = manager
+        self.transport = transport
+        self.clock_ms = clock_ms
+        self.node = RawNode(
+            core_config_for(config, self.sm.applied_index),
+            self.storage,
+            random.Random(),
+        )
+        rc = config.raft_config
+        self.tick_s = rc.tick_interval_ms / 1000
+        self.write_timeout = rc.write_timeout_s
+        self.pending = PendingProposals()
+        self.reads = ReadBatcher(config.node_id, self.tick_s * rc.election_ticks * 2)
+        self.applied_waiters = AppliedWaiters()
+        self._init_snapshots(recovered.snapshot_index)
+        self.on_forward: Callable[[NodeId, Forward], None] = lambda frm, item: None
+        self.on_forward_resp: Callable[[ForwardResp], None] = lambda item: None
+        self.leader_changed = asyncio.Event()
+        self._last_stamp = 0
+        self._wake = asyncio.Event()
+        self._ticks_due = 0
+        self._peer_check = 0
+        self._removals: set[asyncio.Task[None]] = set()
+        self._staged_commit = self._durable_commit = int(self.storage.initial_state()[0].commit)
+        self._reconnects: dict[NodeId, int] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+        self.storage_closed = False
+        self.failure: BaseException | None = None
+
+    def _init_snapshots(self, snapshot_index: int) -> None:
+        config, manager, transport = self.config, self.manager, self.transport
+        self.checkpointer = Checkpointer(
+            manager,
+            CheckpointPolicy(config.checkpoints),
+            config.min_free_bytes,
+            self._compact_after_snapshot,
+        )
+        self.checkpointer.last_index = snapshot_index
+        self.sender = SnapshotSender(transport, manager, self._report_snapshot)
+        self.receiver = SnapshotReceiver(
+            transport, manager, config.max_capacity, self.clock_ms, lambda: self.sm.applied_index
+        )
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Catch up on the durable log, then start the tick timer and the loop."""
+        self._handle_ready()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.tick_s, self._on_tick)
+        self._task = loop.create_task(self._run())
+
+    def _on_tick(self) -> None:
+        self._ticks_due += 1
+        self._wake.set()
+        if not self.closed:
+            self._timer = asyncio.get_running_loop().call_later(self.tick_s, self._on_tick)
+
+    def _watch_peers(self) -> None:
+        """Probe a peer afresh after it reconnected: it may have restarted without its log."""
+        self._peer_check += 1
+        if self._peer_check % 5 or not self.is_leader():
+            return
+        for peer, stats in self.transport.stats().peers.items():
+            seen = self._reconnects.get(peer)
+            if seen is not None and seen != stats.reconnects:
+                self.node.report_unreachable(peer)
+            self._reconnects[peer] = stats.reconnects
+
+    def wake(self) -> None:
+        """Ask the loop to handle new work."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            if self._wake.is_set():
+                await asyncio.sleep(0)  # Event.wait() would not yield: let others run
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                ticks, self._ticks_due = min(self._ticks_due, 5), 0
+                for _ in range(ticks):
+                    self.node.tick()
+                if ticks:
+                    self._watch_peers()
+                self.reads.poll(self.node, loop.time())
+                self._handle_ready()
+            except Exception as exc:  # a storage failure: stop serving, loudly
+                log.exception("node %d: driver loop failed", self.id)
+                self.failure = exc
+                self._fail_waiters(LeadershipLostError(f"node failed: {exc}"))
+                self.closed = True
+
+    async def stop(self) -> None:
+        """Stop the loop, fail whatever waits, flush the log."""
+        if self.closed and self._task is None:
+            return
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.wait({self._task})
+            self._task = None
+        self._fail_waiters(ShutdownError(f"node {self.id} is shutting down"))
+        await self.sender.stop()
+        await self.receiver.stop()
+        await self.checkpointer.stop()
+        if self._removals:
+            await asyncio.wait(self._removals)
+        self.storage.sync()
+        self.storage.close()
+        self.storage_closed = True
+
+    def _fail_waiters(self, exc: Exception) -> None:
+        lost = LeadershipLostError(f"node {self.id} stopped before the write was confirmed")
+        self.pending.fail_all(lost if isinstance(exc, ShutdownError) else exc)
+        self.reads.fail_all(exc)
+        self.applied_waiters.fail_all(exc)
+
+    # -- inbound -------------------------------------------------------------------
+
+    def on_message(self, frm: NodeId, kind: Kind, item: Payload) -> None:
+        """The transport's callback: route one inbound item."""
+        if self.closed:
+            return
+        if isinstance(item, Message):
+            self._step(item)
+        elif isinstance(item, Forward):
+            self.on_forward(frm, item)
+        elif isinstance(item, ForwardResp):
+            self.on_forward_resp(item)
+        elif isinstance(item, SnapshotChunk):
+            self.receiver.on_chunk(frm, item)
+        elif isinstance(item, SnapshotAck):
+            self.sender.on_ack(frm, item)
+        self._wake.set()
+
+    def _step(self, message: Message) -> None:
+        if message.type is MessageType.SNAP and not self.receiver.ready_for(message.snapshot):
+            return  # the file has not arrived (or failed): the leader will retry
+        try:
+            self.node.step(message)
+        except RaftError as exc:
+            log.warning("node %d: dropped message from %d: %s", self.id, message.frm, exc)
+
+    # -- proposals -----------------------------------------------------------------
+
+    def stamp(self) -> int:
+        """A leader timestamp: never behind the state machine or the last stamp."""
+        stamp = max(self.clock_ms(), self.sm.clock_ms, self._last_stamp)
+        self._last_stamp = stamp
+        return stamp
+
+    async def propose_command(self, command: Command) -> tuple[int, Result]:
+        """Propose on this node (the leader); return (index, result) once applied.
+
+        Raises:
+            ShutdownError, NotLeaderError, ProposalDroppedError: not proposed.
+            WriteTimeoutError, LeadershipLostError: proposed, outcome unknown.
+        """
+        self._check_open()
+        command = dataclasses.replace(command, now_ms=self.stamp())
+        entry = self.node.propose(encode_command(command))
+        return await self._await_entry(entry)
+
+    async def propose_conf_change(self, change: ConfChange) -> tuple[int, Result]:
+        """Propose a membership change on this node (the leader)."""
+        self._check_open()
+        entry = self.node.propose_conf_change(change)
+        return await self._await_entry(entry)
+
+    async def _await_entry(self, entry: Entry) -> tuple[int, Result]:
+        fut = self.pending.add(entry.index, entry.term)
+        self._wake.set()
+        try:
+            result = await asyncio.wait_for(fut, self.write_timeout)
+        except TimeoutError:
+            raise WriteTimeoutError(
+                f"write at index {entry.index} not confirmed in {self.write_timeout} s"
+            ) from None
+        return entry.index, result
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ShutdownError(f"node {self.id} is shut down")
+
+    def is_leader(self) -> bool:
+        """Whether this node leads."""
+        return self.node.raft.role is Role.LEADER
+
+    def leader_id(self) -> int | None:
+        """The leader this node knows of."""
+        return self.node.raft.lead
+
+    # -- the Ready ------------------------------------------------------------------
+
+    def _handle_ready(self) -> None:
+        node = self.node
+        round_done = False
+        while node.has_ready():
+            rd = node.ready()
+            self._persist(rd)
+            for message in rd.messages:
+                self._send(message)
+            if rd.soft_state is not None:
+                self._on_soft_state(rd.soft_state.role)
+            self._apply(rd.committed_entries)
+            node.advance(rd)
+            applied = self.sm.applied_index
+            round_done |= self.reads.on_read_states(rd.read_states, applied)
+            self.reads.release(applied)
+            self.applied_waiters.release(applied)
+        if round_done and self.reads.wants_round():
+            self._wake.set()  # reads queued behind the finished round go now
+        self.checkpointer.maybe_start(self.view, self.sm.applied_index)
+
+    def _persist(self, rd: Ready) -> None:
+        storage = self.storage
+        if rd.snapshot is not None:
+            self.sm = self.receiver.take(rd.snapshot)
+            storage.apply_snapshot(rd.snapshot)
+            self.checkpointer.installed(rd.snapshot.index)
+            self.manager._apply_retention()
+        if rd.entries:
+            storage.append(rd.entries)
+        if rd.hard_state is not None:
+            storage.set_hard_state(rd.hard_state)
+            self._staged_commit = int(rd.hard_state.commit)
+        committed = rd.committed_entries
+        if rd.must_sync:
+            storage.sync()
+            self._durable_commit = self._staged_commit
+        elif committed and committed[-1].index > self._durable_commit:
+            # Applying beyond the persisted commit index would let a node restarted
+            # after a crash show older state than before: hand the commit record to
+            # the OS first (an fsync here would cost a third fsync per write).
+            flush = getattr(storage, "flush", None)
+            if flush is not None:
+                flush()
+            self._durable_commit = self._staged_commit
+
+    def _send(self, message: Message) -> None:
+        if message.type is MessageType.SNAP:
+            self.sender.send(message)
+        elif not self.transport.send(message.to, message):
+            self.node.report_unreachable(message.to)
+
+    def _on_soft_state(self, role: Role) -> None:
+        if role is not Role.LEADER and len(self.pending):
+            self.pending.fail_all(LeadershipLostError(f"node {self.id} stopped leading"))
+        self.leader_changed.set()
+        self.leader_changed = asyncio.Event()
+
+    def _apply(self, entries: list[Entry]) -> None:
+        sm = self.sm
+        for entry in entries:
+            if entry.index <= sm.applied_index:
+                continue
+            result: Any = None
+            if entry.type is EntryType.CONF_CHANGE:
+                self._apply_conf_change(entry)
+                sm.mark_applied(entry.index, entry.term)
+            else:
+                try:
+                    result = sm.apply_encoded(entry.index, entry.term, entry.data)
+                except CommandDecodeError as exc:
+                    sm.mark_applied(entry.index, entry.term)
+                    result = CommandFailure(f"ERR {exc}")
+            self.pending.applied(entry.index, entry.term, result)
+
+    def _apply_conf_change(self, entry: Entry) -> None:
+        change = ConfChange.decode(entry.data)
+        conf = self.node.apply_conf_change(change)
+        self.storage.set_conf_state(conf)
+        node = change.node_id
+        if node == self.id:
+            return
+        learned = load_peers(self.config.data_directory)
+        if change.type is ConfChangeType.REMOVE_NODE:
+            asyncio.get_running_loop().create_task(self.transport.remove_peer(node))
+            learned.pop(node, None)
+        elif change.context:
+            self.transport.add_peer(node, change.context.decode())
+            learned[node] = change.context.decode()
+        save_peers(self.config.data_directory, learned)
+
+    # -- snapshots ------------------------------------------------------------------
+
+    def view(self) -> EntriesView:
+        """A consistent view of the current state machine at its applied index."""
+        return self.sm.entries_view()
+
+    def _report_snapshot(self, node: NodeId, ok: bool) -> None:
+        if not self.closed:
+            self.node.report_snapshot(node, ok)
+            self._wake.set()
+
+    def _compact_after_snapshot(self, index: int) -> None:
+        if self.closed:
+            return
+        storage = self.storage
+        if index <= storage.snapshot_meta().index:
+            return
+        try:
+            plan = self.node.snapshot_created(
+                Index(index), self.config.raft_config.trailing_entries
+            )
+        except RaftError as exc:
+            log.info("node %d: snapshot at %d not recorded: %s", self.id, index, exc)
+            return
+        storage.create_snapshot(plan.meta)
+        storage.compact(plan.compact_index)
+        storage.sync()
+        if isinstance(storage, DiskStorage):
+            removals = storage.take_removals()
+            if removals:
+                durable = storage.policy is not FsyncPolicy.NEVER
+                work = asyncio.to_thread(remove_segments, removals, storage.directory, durable)
+                task = asyncio.get_running_loop().create_task(work)
+                self._removals.add(task)
+                task.add_done_callback(self._removals.discard)
+
+    def forget_progress(self, node: NodeId) -> None:
+        """Leader: ``node`` lost its log; probe it from index 1 (a snapshot will follow).
+
+        The core never lets a follower's match index go backwards (Raft assumes
+        durable logs), so the runtime resets it when the follower says it
+        discarded its state on purpose (``auto_recover=False``).
+        """
+        pr = self.node.raft.progress.get(node)
+        if pr is None or not self.is_leader() or node == self.id:
+            return
+        pr.match = Index(0)
+        pr.become_probe()
+        pr.next = Index(1)
+        self.node.raft.bcast_pending = True
+        self._wake.set()
