@@ -47,13 +47,13 @@ def dataset(count: int, now_ms: int) -> Iterator[tuple[bytes, bytes, int | None]
 
 
 class DictTarget:
-    """Restore target: a plain dict, like a node's store."""
+    """Restore target: a plain dict of key -> entry (value and expiry), like a node's store."""
 
     def __init__(self) -> None:
-        self.data: dict[bytes, tuple[bytes, int | None]] = {}
+        self.data: dict[bytes, SnapshotEntry] = {}
 
     def restore_entries(self, entries: Iterable[SnapshotEntry]) -> None:
-        self.data = {key: (value, expiry) for key, value, expiry in entries}
+        self.data = {entry.key: entry for entry in entries}
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float, object]:

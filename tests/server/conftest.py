@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.server.crema_server import CremaServer
 from tests.server.redis_server import RawClient, RedisServer, start_redis
 
 
@@ -26,6 +27,26 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_client(redis_server: RedisServer) -> Iterator[RawClient]:
     """A fresh connection to the session's redis-server."""
     client = redis_server.client()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def crema_server() -> Iterator[CremaServer]:
+    """One crema RespServer on a LocalBackend for the session."""
+    server = CremaServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def crema_client(crema_server: CremaServer) -> Iterator[RawClient]:
+    """A fresh connection to the session's crema server."""
+    client = crema_server.client()
     try:
         yield client
     finally:

@@ -170,8 +170,12 @@ class RedisServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_redis(timeout: float = 5.0) -> RedisServer:
+def start_redis(timeout: float = 5.0, extra_args: Sequence[str] = ()) -> RedisServer:
     """Start ``redis-server`` on a free port and wait until it answers PING.
+
+    Args:
+        timeout: seconds to wait for the first PONG.
+        extra_args: more command-line options (``["--requirepass", "pw"]``).
 
     Raises:
         RuntimeError: redis-server is missing or did not start in time; the
@@ -183,7 +187,8 @@ def start_redis(timeout: float = 5.0) -> RedisServer:
     workdir = Path(tempfile.mkdtemp(prefix="crema-redis-"))
     port = free_port()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no"]  # fmt: skip
+            "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no",
+            *extra_args]  # fmt: skip
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = RedisServer(process, port, workdir)
     deadline = time.monotonic() + timeout
@@ -197,6 +202,9 @@ def start_redis(timeout: float = 5.0) -> RedisServer:
             time.sleep(0.02)
             continue
         try:
+            if extra_args and "--requirepass" in extra_args:
+                password = extra_args[list(extra_args).index("--requirepass") + 1]
+                client.call(b"AUTH", password.encode())
             if client.call(b"PING") == b"+PONG\r\n":
                 info = client.call(b"INFO", b"server").decode()
                 for line in info.splitlines():

@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0:100", help="range lo:hi of seeds")
     parser.add_argument("--bug", default=None, help="enable a test-only deliberate bug")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the event trace")
+    parser.add_argument("--progress", type=int, default=0, help="report every N seeds")
     args = parser.parse_args(argv)
     if args.seed is not None:
         seeds = range(args.seed, args.seed + 1)
@@ -29,7 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         seeds = range(lo, hi)
     failures = 0
     start = time.perf_counter()
-    for seed in seeds:
+    for done, seed in enumerate(seeds, 1):
+        if args.progress and done % args.progress == 0:
+            elapsed = time.perf_counter() - start
+            print(f"{done} seeds, {failures} failed, {elapsed:.0f} s", flush=True)
         try:
             stats = run_seed(seed, args.bug, args.verbose)
         except SimFailure as exc:

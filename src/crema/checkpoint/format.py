@@ -186,6 +186,8 @@ class SnapshotEntry(NamedTuple):
 
 
 def _resolve_now(now: Now | None) -> int:
+    # The one clock read of this module: the documented default of the entry's
+    # convenience methods when a caller passes no ``now``. Codec paths never call it.
     if now is None:
         return datetime_to_ms(datetime.now(UTC))
     return now_to_ms(now)

@@ -35,7 +35,7 @@ from crema.errors import (
     ProposalDroppedError,
     ProposalInProgressError,
 )
-from crema.raft import quorum, replication
+from crema.raft import follower, quorum, replication
 from crema.raft.confchange import ConfChange
 from crema.raft.config import RaftConfig
 from crema.raft.log import RaftLog
@@ -70,14 +70,16 @@ class Raft:
         self.id = config.id
         self.rng = rng
         self.log = RaftLog(storage, config.applied)
-        if not storage.first_index() - 1 <= hard_state.commit <= self.log.last_index():
+        # Everything up to the compaction point is committed even if a crash
+        # came between installing a snapshot and persisting the hard state.
+        commit = Index(max(hard_state.commit, storage.first_index() - 1))
+        if commit > self.log.last_index():
             raise RuntimeError(
-                f"hard state commit {hard_state.commit} outside the log "
-                f"[{storage.first_index() - 1}, {self.log.last_index()}]"
+                f"hard state commit {commit} beyond the last index {self.log.last_index()}"
             )
-        if config.applied > hard_state.commit:
-            raise RuntimeError(f"applied {config.applied} beyond commit {hard_state.commit}")
-        self.log.committed = hard_state.commit
+        if config.applied > commit:
+            raise RuntimeError(f"applied {config.applied} beyond commit {commit}")
+        self.log.committed = commit
         self.max_size_per_msg = config.max_size_per_msg
         self.term = hard_state.term
         self.vote: NodeId | None = hard_state.vote
@@ -119,13 +121,14 @@ class Raft:
         self.randomized_election_timeout = election + self.rng.randrange(election)
         self.lead_transferee = None
         self.votes = {}
-        self._reset_progress()
+        self.reset_progress()
         self.pending_conf_index = Index(0)
         self.read_only.reset()
         self.pending_reads = []
         self.bcast_pending = False
 
-    def _reset_progress(self) -> None:
+    def reset_progress(self) -> None:
+        """Forget what we knew of every peer's log (a new term or a new membership)."""
         last = self.log.last_index()
         inflight = self.config.max_inflight
         self.progress = {}
@@ -218,13 +221,13 @@ class Raft:
             self._step_stale(m)
             return
         if m.type is MessageType.HUP:
-            self._hup(transfer=False)
+            self.hup(transfer=False)
         elif m.type in VOTE_REQUESTS:
             self._handle_vote_request(m)
         elif self.role is Role.LEADER:
             replication.step_leader(self, m)
         elif self.role is Role.FOLLOWER:
-            self._step_follower(m)
+            follower.step_follower(self, m)
         else:
             self._step_candidate(m)
 
@@ -242,7 +245,8 @@ class Raft:
 
     # -- elections ------------------------------------------------------------------
 
-    def _hup(self, transfer: bool) -> None:
+    def hup(self, transfer: bool) -> None:
+        """Campaign (pre-vote first unless ``transfer``) if this node may."""
         if self.role is Role.LEADER or not self.promotable():
             return
         if self._has_unapplied_conf_changes():
@@ -310,7 +314,7 @@ class Raft:
         kind = m.type
         if kind in _FROM_LEADER:
             self.become_follower(m.term, m.frm)
-            self._step_follower(m)
+            follower.step_follower(self, m)
             return
         pre = self.role is Role.PRE_CANDIDATE
         expected = MessageType.PRE_VOTE_RESP if pre else MessageType.VOTE_RESP
@@ -321,69 +325,6 @@ class Raft:
             self._won(pre)
         elif result is quorum.VoteResult.LOST:
             self.become_follower(self.term, None)
-
-    # -- follower -----------------------------------------------------------------------
-
-    def _step_follower(self, m: Message) -> None:
-        kind = m.type
-        if kind is _APP:
-            self.election_elapsed = 0
-            self.lead = m.frm
-            self._handle_append(m)
-        elif kind is _HEARTBEAT:
-            self.election_elapsed = 0
-            self.lead = m.frm
-            self.log.commit_to(min(m.commit, self.log.last_index()))
-            self.send(
-                Message(MessageType.HEARTBEAT_RESP, m.frm, self.id, self.term, context=m.context)
-            )
-        elif kind is _SNAP:
-            self.election_elapsed = 0
-            self.lead = m.frm
-            self._handle_snapshot(m)
-        elif kind is MessageType.TIMEOUT_NOW:
-            self._hup(transfer=True)
-        elif kind is MessageType.READ_INDEX_RESP and not m.reject:
-            self.read_states.append(ReadState(m.index, m.context))
-
-    def _handle_append(self, m: Message) -> None:
-        log = self.log
-        if m.index < log.committed:
-            self.send(Message(MessageType.APP_RESP, m.frm, self.id, self.term, index=log.committed))
-            return
-        last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
-        if last_new is not None:
-            self.send(Message(MessageType.APP_RESP, m.frm, self.id, self.term, index=last_new))
-            return
-        hint, hint_term = log.find_conflict_by_term(min(m.index, log.last_index()), m.log_term)
-        self.send(
-            Message(
-                MessageType.APP_RESP,
-                m.frm,
-                self.id,
-                self.term,
-                hint_term,
-                m.index,
-                reject=True,
-                reject_hint=hint,
-            )
-        )
-
-    def _handle_snapshot(self, m: Message) -> None:
-        meta = m.snapshot
-        assert meta is not None, "SNAP message without snapshot metadata"
-        log = self.log
-        if meta.index <= log.committed:
-            index = log.committed
-        elif log.match_term(meta.index, meta.term):
-            log.commit_to(meta.index)
-            index = log.committed
-        else:
-            log.restore(meta)
-            self.conf = meta.conf_state
-            self._reset_progress()
-            index = log.last_index()
-        self.send(Message(MessageType.APP_RESP, m.frm, self.id, self.term, index=index))
 
     # -- local requests ---------------------------------------------------------------
 

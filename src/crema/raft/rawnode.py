@@ -137,7 +137,7 @@ class RawNode:
 
     def campaign(self) -> None:
         """Start an election now (pre-vote first when enabled)."""
-        self.raft._hup(transfer=False)
+        self.raft.hup(transfer=False)
 
     def step(self, message: Message) -> None:
         """Handle a message received from a peer (a ``SNAP`` installs a snapshot).

@@ -1,0 +1,68 @@
+"""Helpers shared by the command handlers: running writes, preparing reads, results to replies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crema.cache.commands import Command
+from crema.cache.results import CommandFailure, Result, Status
+from crema.cache.state_machine import CacheStateMachine
+from crema.server.resp_reply import OK, ErrorReply, Reply
+from crema.server.session import Session
+
+__all__ = ["execute", "failure_reply", "now_ms", "read_view", "result_reply", "to_reply"]
+
+
+def failure_reply(failure: CommandFailure) -> ErrorReply:
+    """The error reply for a state machine's :class:`CommandFailure`."""
+    code, _, message = failure.message.partition(" ")
+    return ErrorReply(code, message)
+
+
+def result_reply(result: Result) -> Reply:
+    """The reply for what applying a command returned."""
+    if type(result) is Status:
+        return OK
+    if isinstance(result, CommandFailure):
+        return failure_reply(result)
+    assert not isinstance(result, Status)
+    return result
+
+
+async def execute(session: Session, command: Command) -> Reply:
+    """Run ``command`` through the backend (atomic cluster-wide) and return its reply.
+
+    Raises:
+        WriteRejectedError: definitely not applied (the dispatcher replies ``-TRYAGAIN``).
+        OutcomeUnknownError: may have been applied (``-UNKNOWN``).
+    """
+    return result_reply(await session.server.backend.execute(command))
+
+
+def now_ms(session: Session) -> int:
+    """The node's wall clock in Unix ms, for building commands."""
+    return session.server.backend.clock_ms()
+
+
+async def read_view(session: Session) -> tuple[CacheStateMachine, int]:
+    """Wait until a read is allowed by the session's read mode; the replica and the time.
+
+    Raises:
+        WriteRejectedError: linearizable mode and no read index could be confirmed.
+    """
+    await session.read_ready()
+    backend = session.server.backend
+    return backend.state_machine, backend.clock_ms()
+
+
+def to_reply(value: Any) -> Reply:
+    """Turn a status value (str, int, float, bool, None, list, dict) into a reply."""
+    if value is None or isinstance(value, bytes | int | float):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, dict):
+        return {str(k).encode(): to_reply(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_reply(v) for v in value]
+    return str(value).encode()

@@ -1,0 +1,175 @@
+"""Per-connection and per-server state the command handlers work with (layer L2).
+
+:class:`ServerState` is shared by every connection of one
+:class:`~crema.server.server.RespServer`: the backend, the configuration, the
+callbacks, the read-barrier batcher and the counters ``INFO`` reports.
+:class:`Session` is one client connection's state: protocol version, name,
+authentication, read mode, and the ticket of the batch being served.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from crema.server.backend import Backend
+from crema.server.read_barrier import ReadBarrier
+
+__all__ = [
+    "READ_MODES",
+    "CheckpointCallback",
+    "ServerState",
+    "Session",
+    "ShutdownCallback",
+    "Stats",
+]
+
+READ_MODES = ("linearizable", "local")
+"""``linearizable`` (ReadIndex before reading) or ``local`` (read this node's state)."""
+
+ShutdownCallback = Callable[[], None]
+"""Called by ``SHUTDOWN``; must not block (typically sets an event the owner waits on)."""
+
+CheckpointCallback = Callable[[], Awaitable[dict[str, Any]]]
+"""Called by ``CREMA.CHECKPOINT``; returns the snapshot's index, term, path, size."""
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters for ``INFO stats``."""
+
+    connections_received: int = 0
+    rejected_connections: int = 0
+    commands_processed: int = 0
+    keyspace_hits: int = 0
+    keyspace_misses: int = 0
+    net_input_bytes: int = 0
+    net_output_bytes: int = 0
+    error_replies: int = 0
+
+
+@dataclass(slots=True)
+class ServerState:
+    """What every connection of one server shares.
+
+    Attributes:
+        backend: the node (or a :class:`~crema.server.backend.LocalBackend`).
+        requirepass: the password clients must send with AUTH, or None.
+        read_mode: the default read mode of new connections.
+        max_clients: connections accepted at most at once.
+        on_shutdown: called by ``SHUTDOWN``, or None (SHUTDOWN is refused).
+        on_checkpoint: called by ``CREMA.CHECKPOINT``, or None (refused).
+        host: the address the server is bound to.
+        port: the port the server is bound to (0 until started).
+    """
+
+    backend: Backend
+    requirepass: bytes | None = None
+    read_mode: str = "linearizable"
+    max_clients: int = 10000
+    on_shutdown: ShutdownCallback | None = None
+    on_checkpoint: CheckpointCallback | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    barrier: ReadBarrier = field(init=False)
+    stats: Stats = field(default_factory=Stats)
+    clients: dict[int, Session] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    _next_id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.read_mode not in READ_MODES:
+            raise ValueError(f"read_mode must be one of {READ_MODES}, got {self.read_mode!r}")
+        self.barrier = ReadBarrier(self.backend.read_barrier)
+
+    def new_client_id(self) -> int:
+        """The next connection id (``CLIENT ID``), starting at 1."""
+        self._next_id += 1
+        return self._next_id
+
+    def check_password(self, username: bytes, password: bytes) -> bool:
+        """Whether (``username``, ``password``) authenticates: user ``default`` only."""
+        if self.requirepass is None or username != b"default":
+            return False
+        return hmac.compare_digest(password, self.requirepass)
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    """One client connection as the command handlers see it.
+
+    Attributes:
+        server: the shared server state.
+        id: the connection id (``CLIENT ID``).
+        addr: the peer's ``host:port``.
+        laddr: the local ``host:port``.
+        protocol: 2 or 3 (switched by ``HELLO``).
+        name: the name set by ``CLIENT SETNAME`` (empty: none).
+        authenticated: False until AUTH when ``requirepass`` is set.
+        read_mode: ``linearizable`` or ``local`` (``CREMA.READMODE``).
+        lib_name: ``CLIENT SETINFO LIB-NAME``.
+        lib_ver: ``CLIENT SETINFO LIB-VER``.
+        closing: set by QUIT and SHUTDOWN: close once the reply is sent.
+        silent: set by SHUTDOWN: close without a reply.
+        ticket: the read-barrier ticket of the batch being served.
+        last_command: the last command's name (``CLIENT INFO`` ``cmd=``).
+    """
+
+    server: ServerState
+    id: int
+    addr: str = ""
+    laddr: str = ""
+    protocol: int = 2
+    name: bytes = b""
+    authenticated: bool = True
+    read_mode: str = "linearizable"
+    lib_name: bytes = b""
+    lib_ver: bytes = b""
+    closing: bool = False
+    silent: bool = False
+    ticket: int = 0
+    last_command: str = "NULL"
+    created_at: float = field(default_factory=time.monotonic)
+    last_active: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def open(cls, server: ServerState, addr: str = "", laddr: str = "") -> Session:
+        """A new session for a just-accepted connection (registered in ``server.clients``)."""
+        session = cls(
+            server,
+            server.new_client_id(),
+            addr,
+            laddr,
+            authenticated=server.requirepass is None,
+            read_mode=server.read_mode,
+        )
+        server.clients[session.id] = session
+        return session
+
+    def close(self) -> None:
+        """Unregister from the server (idempotent)."""
+        self.server.clients.pop(self.id, None)
+
+    def begin_batch(self) -> None:
+        """A batch of pipelined commands has arrived: take a read-barrier ticket."""
+        self.ticket = self.server.barrier.ticket()
+        self.last_active = time.monotonic()
+
+    async def read_ready(self) -> None:
+        """Wait until this session may read the local state machine.
+
+        In ``linearizable`` mode, waits for a read barrier that started after
+        the current batch arrived (shared with other reads); ``local`` returns
+        at once.
+
+        Raises:
+            WriteRejectedError: no leader confirmed a read index.
+        """
+        if self.read_mode == "local":
+            return
+        barrier = self.server.barrier
+        if not barrier.satisfied(self.ticket):
+            await barrier.wait(self.ticket)
