@@ -21,6 +21,7 @@ from crema.server.read_barrier import ReadBarrier
 __all__ = [
     "READ_MODES",
     "CheckpointCallback",
+    "MembershipOps",
     "ServerState",
     "Session",
     "ShutdownCallback",
@@ -37,6 +38,21 @@ CheckpointCallback = Callable[[], Awaitable[dict[str, Any]]]
 """Called by ``CREMA.CHECKPOINT``; returns the snapshot's index, term, path, size."""
 
 
+@dataclass(frozen=True, slots=True)
+class MembershipOps:
+    """The node's membership operations, run by ``CREMA.ADDNODE``, ``REMOVENODE``, ``TRANSFER``.
+
+    Attributes:
+        add_node: ``add_node(node_id, addr, voter)``.
+        remove_node: ``remove_node(node_id)``.
+        transfer: ``transfer(node_id)``: hand leadership over and wait until it leads.
+    """
+
+    add_node: Callable[[int, str, bool], Awaitable[None]]
+    remove_node: Callable[[int], Awaitable[None]]
+    transfer: Callable[[int], Awaitable[None]]
+
+
 @dataclass(slots=True)
 class Stats:
     """Counters for ``INFO stats``."""
@@ -49,6 +65,10 @@ class Stats:
     net_input_bytes: int = 0
     net_output_bytes: int = 0
     error_replies: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    """Commands run, by name (unknown commands and NOAUTH refusals are not counted here)."""
+    failed_calls: dict[str, int] = field(default_factory=dict)
+    """Commands that replied with an error, by name."""
 
 
 @dataclass(slots=True)
@@ -62,6 +82,7 @@ class ServerState:
         max_clients: connections accepted at most at once.
         on_shutdown: called by ``SHUTDOWN``, or None (SHUTDOWN is refused).
         on_checkpoint: called by ``CREMA.CHECKPOINT``, or None (refused).
+        membership: run by the ``CREMA.ADDNODE`` family, or None (refused).
         host: the address the server is bound to.
         port: the port the server is bound to (0 until started).
     """
@@ -72,6 +93,7 @@ class ServerState:
     max_clients: int = 10000
     on_shutdown: ShutdownCallback | None = None
     on_checkpoint: CheckpointCallback | None = None
+    membership: MembershipOps | None = None
     host: str = "127.0.0.1"
     port: int = 0
     barrier: ReadBarrier = field(init=False)
