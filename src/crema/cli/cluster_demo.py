@@ -63,7 +63,7 @@ def _write(client: redis.Redis, keys: int, ttl_every: int) -> tuple[int, float]:
         for i in range(base, min(base + BATCH, keys)):
             if i % ttl_every == 0:
                 del chunk[b"key:%d" % i]
-        client.mset(chunk)  # type: ignore[arg-type]
+        client.mset(chunk)
     return len(ttl_keys), time.monotonic() - started
 
 
@@ -85,10 +85,15 @@ def _live_ttl_keys(node: ServeNode, keys: int, ttl_every: int) -> int:
         return sum(client.exists(*names[b : b + BATCH]) for b in range(0, len(names), BATCH))
 
 
-def _recovery_line(node: ServeNode, offset: int) -> str:
-    text = node.log_path.read_bytes()[offset:].decode(errors="replace")
-    found = re.findall(r"recovered: (.*)", text)
-    return found[-1] if found else "(replay line not logged yet)"
+def _recovery_lines(node: ServeNode, offset: int, wait: float = 3.0) -> list[str]:
+    """The node's 'opened' and 'recovered' log lines written since ``offset``."""
+    deadline = time.monotonic() + wait
+    while True:
+        text = node.log_path.read_bytes()[offset:].decode(errors="replace")
+        found = re.findall(r"(opened in .*|recovered: .*)", text)
+        if len(found) >= 2 or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def _wait_caught_up(node: ServeNode, index: int, timeout: float = 60.0) -> float:
@@ -103,87 +108,120 @@ def _wait_caught_up(node: ServeNode, index: int, timeout: float = 60.0) -> float
     raise TimeoutError(f"node {node.node_id} did not reach index {index} in {timeout} s")
 
 
-def tour(cluster: LocalCluster, keys: int) -> None:
-    """The guided tour proper; raises on anything unexpected."""
-    ttl_every = max(100, keys // 200)
-    _step("Starting 3 nodes: three `crema serve` processes")
-    t0 = time.monotonic()
-    cluster.start_all()
-    leader = cluster.wait_leader()
-    for node in cluster.nodes:
-        print(f"node {node.node_id}: pid {node.pid}, redis-cli -p {node.client_port}, "
-              f"http://127.0.0.1:{node.admin_port}/metrics, log {node.log_path}")  # fmt: skip
-    print(f"node {leader.node_id} leads after {time.monotonic() - t0:.1f} s")
+class Tour:
+    """The guided tour, one method per step; each raises on anything unexpected."""
 
-    follower = next(n for n in cluster.nodes if n is not leader)
-    _step(f"Writing {keys:,} keys through node {follower.node_id} (a follower: it forwards)")
-    with follower.client() as client:
-        with_ttl, took = _write(client, keys, ttl_every)
-    expires_at = time.monotonic() + TTL_SECONDS
-    print(f"wrote {keys:,} keys in {took:.1f} s ({keys / took:,.0f}/s, MSETs of {BATCH}); "
-          f"{with_ttl} of them expire in {TTL_SECONDS} s")  # fmt: skip
+    def __init__(self, cluster: LocalCluster, keys: int) -> None:
+        self.cluster = cluster
+        self.keys = keys
+        self.ttl_every = max(100, keys // 200)
+        self.with_ttl = 0
+        self.expires_at = 0.0
 
-    _step("Cluster status (CREMA.STATUS on each node)")
-    _status_table(cluster)
+    def run(self) -> None:
+        leader = self.start()
+        self.write(next(n for n in self.cluster.nodes if n is not leader))
+        _step("Cluster status (CREMA.STATUS on each node)")
+        _status_table(self.cluster)
+        self.checkpoint_all()
+        self.write_more(leader, b"late", "after the checkpoints (only in the log)")
+        killed, leader = self.kill_leader(leader)
+        self.verify(next(n for n in self.cluster.live() if n is not leader))
+        self.restart(killed, leader)
+        self.expire()
 
-    _step("Forcing a checkpoint on each node (CREMA.CHECKPOINT)")
-    for node in cluster.nodes:
+    def start(self) -> ServeNode:
+        _step("Starting 3 nodes: three `crema serve` processes")
+        t0 = time.monotonic()
+        self.cluster.start_all()
+        leader = self.cluster.wait_leader()
+        for node in self.cluster.nodes:
+            print(f"node {node.node_id}: pid {node.pid}, redis-cli -p {node.client_port}, "
+                  f"http://127.0.0.1:{node.admin_port}/metrics, log {node.log_path}")  # fmt: skip
+        print(f"node {leader.node_id} leads after {time.monotonic() - t0:.1f} s")
+        return leader
+
+    def write(self, node: ServeNode) -> None:
+        _step(f"Writing {self.keys:,} keys through node {node.node_id} (a follower: it forwards)")
         with node.client() as client:
-            reply = {k: decoded(v) for k, v in pairs(client.execute_command("CREMA.CHECKPOINT")).items()}
-        print(f"node {node.node_id}: snapshot at index {reply['index']}, {reply['entries']:,} "
-              f"entries, {reply['size']:,} bytes -> {Path(reply['path']).name}")  # fmt: skip
+            self.with_ttl, took = _write(client, self.keys, self.ttl_every)
+        self.expires_at = time.monotonic() + TTL_SECONDS
+        print(f"wrote {self.keys:,} keys in {took:.1f} s ({self.keys / took:,.0f}/s, "
+              f"MSETs of {BATCH}); {self.with_ttl} of them (SET EX) expire in "
+              f"{TTL_SECONDS} s")  # fmt: skip
 
-    _step(f"Killing the leader, node {leader.node_id} (SIGKILL, pid {leader.pid})")
-    killed = leader
-    t0 = time.monotonic()
-    killed.kill()
-    leader = cluster.wait_leader(exclude=killed.node_id)
-    print(f"node {leader.node_id} is the new leader after {time.monotonic() - t0:.1f} s")
-    _status_table(cluster)
+    def checkpoint_all(self) -> None:
+        _step("Forcing a checkpoint on each node (CREMA.CHECKPOINT)")
+        for node in self.cluster.nodes:
+            with node.client() as client:
+                raw = pairs(client.execute_command("CREMA.CHECKPOINT"))
+            reply = {k: decoded(v) for k, v in raw.items()}
+            print(f"node {node.node_id}: snapshot at index {reply['index']}, "
+                  f"{reply['entries']:,} entries, {reply['size']:,} bytes -> "
+                  f"{Path(reply['path']).name}")  # fmt: skip
 
-    reader = next(n for n in cluster.live() if n is not leader)
-    _step(f"Reading every key back through node {reader.node_id} (linearizable reads)")
-    t0 = time.monotonic()
-    with reader.client() as client:
-        good = _verify(client, keys, ttl_every)
-        dbsize = client.dbsize()
-    expected = keys - with_ttl
-    print(f"{good:,}/{expected:,} permanent keys read back with their value in "
-          f"{time.monotonic() - t0:.1f} s; DBSIZE {dbsize:,}")  # fmt: skip
-    if good != expected:
-        raise RuntimeError(f"only {good} of {expected} keys survived the leader's death")
+    def write_more(self, node: ServeNode, prefix: bytes, when: str) -> None:
+        _step(f"Writing 2,000 '{prefix.decode()}:*' keys {when}, in MSETs of 100")
+        with node.client() as client:
+            for base in range(0, 2000, 100):
+                client.mset({b"%s:%d" % (prefix, i): _value(i) for i in range(base, base + 100)})
 
-    _step("Writing 2,000 more keys while node %d is down" % killed.node_id)
-    with leader.client() as client:
-        for base in range(0, 2000, 100):
-            client.mset({b"after:%d" % i: _value(i) for i in range(base, base + 100)})
+    def kill_leader(self, leader: ServeNode) -> tuple[ServeNode, ServeNode]:
+        _step(f"Killing the leader, node {leader.node_id} (SIGKILL, pid {leader.pid})")
+        t0 = time.monotonic()
+        leader.kill()
+        new = self.cluster.wait_leader(exclude=leader.node_id)
+        print(f"node {new.node_id} is the new leader after {time.monotonic() - t0:.1f} s")
+        _status_table(self.cluster)
+        return leader, new
+
+    def verify(self, node: ServeNode) -> None:
+        _step(f"Reading every key back through node {node.node_id} (linearizable reads)")
+        t0 = time.monotonic()
+        with node.client() as client:
+            good = _verify(client, self.keys, self.ttl_every)
+            dbsize = client.dbsize()
+            late = client.mget([b"late:%d" % i for i in range(2000)])
+        good += sum(1 for i, v in enumerate(late) if v == _value(i))
+        expected = self.keys - self.with_ttl + 2000
+        print(f"{good:,}/{expected:,} permanent keys read back with their value in "
+              f"{time.monotonic() - t0:.1f} s; DBSIZE {dbsize:,}")  # fmt: skip
+        if good != expected:
+            raise RuntimeError(f"only {good} of {expected} keys survived the leader's death")
+
+    def restart(self, killed: ServeNode, leader: ServeNode) -> None:
+        self.write_more(leader, b"after", f"while node {killed.node_id} is down")
         target = leader.status()["commit_index"]
+        _step(f"Restarting node {killed.node_id}: its snapshot + its own log, then catch-up")
+        offset = killed.log_path.stat().st_size
+        t0 = time.monotonic()
+        killed.start()
+        killed.wait_ready(60)
+        ready = time.monotonic() - t0
+        caught = _wait_caught_up(killed, target)
+        print(f"node {killed.node_id} (pid {killed.pid}) answered PING after {ready:.1f} s and "
+              f"caught up to index {target} {caught:.1f} s later")  # fmt: skip
+        for line in _recovery_lines(killed, offset):
+            print(f"  its log: {line}")
+        with killed.client() as client:
+            client.execute_command("CREMA.READMODE", "local")
+            after = sum(1 for v in client.mget([b"after:%d" % i for i in range(2000)]) if v)
+            print(f"node {killed.node_id} has {after:,}/2,000 of the keys written while it was "
+                  f"down; DBSIZE {client.dbsize():,}")  # fmt: skip
+        if after != 2000:
+            raise RuntimeError(f"node {killed.node_id} missed writes made while it was down")
+        self.cluster.wait_leader()
+        _status_table(self.cluster)
 
-    _step(f"Restarting node {killed.node_id}: snapshot + its own log, then catch-up")
-    offset = killed.log_path.stat().st_size
-    t0 = time.monotonic()
-    killed.start()
-    killed.wait_ready(60)
-    ready = time.monotonic() - t0
-    caught = _wait_caught_up(killed, target)
-    print(f"node {killed.node_id} (pid {killed.pid}) answered PING after {ready:.1f} s and "
-          f"caught up to index {target} {caught:.1f} s later")  # fmt: skip
-    print(f"its log says: {_recovery_line(killed, offset)}")
-    with killed.client() as client:
-        client.execute_command("CREMA.READMODE", "local")
-        after = sum(1 for v in client.mget([b"after:%d" % i for i in range(2000)]) if v)
-        print(f"node {killed.node_id} has all {after:,}/2,000 keys written while it was down; "
-              f"DBSIZE {client.dbsize():,}")  # fmt: skip
-    cluster.wait_leader()
-    _status_table(cluster)
-
-    _step(f"Waiting for the {with_ttl} short-TTL keys to expire on every node")
-    time.sleep(max(0.0, expires_at - time.monotonic()) + 0.2)
-    counts = {n.node_id: _live_ttl_keys(n, keys, ttl_every) for n in cluster.nodes}
-    print("live short-TTL keys per node (local reads): "
-          + ", ".join(f"node {i}: {c}" for i, c in counts.items()))  # fmt: skip
-    if any(counts.values()):
-        raise RuntimeError("short-TTL keys still visible after their expiry")
+    def expire(self) -> None:
+        _step(f"Waiting for the {self.with_ttl} short-TTL keys to expire on every node")
+        time.sleep(max(0.0, self.expires_at - time.monotonic()) + 0.2)
+        counts = {n.node_id: _live_ttl_keys(n, self.keys, self.ttl_every)
+                  for n in self.cluster.nodes}  # fmt: skip
+        print("live short-TTL keys per node (local reads): "
+              + ", ".join(f"node {i}: {c}" for i, c in counts.items()))  # fmt: skip
+        if any(counts.values()):
+            raise RuntimeError("short-TTL keys still visible after their expiry")
 
 
 def run_cluster_demo(args: argparse.Namespace) -> int:
@@ -202,7 +240,7 @@ def run_cluster_demo(args: argparse.Namespace) -> int:
     failed = True
     try:
         print(f"crema cluster demo: data and logs in {directory}")
-        tour(cluster, keys)
+        Tour(cluster, keys).run()
         failed = False
     except (RuntimeError, TimeoutError, OSError, redis.RedisError) as exc:
         print(f"\nDEMO FAILED: {exc} (node logs in {directory})")

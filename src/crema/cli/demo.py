@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.dir is None:
             args.dir = Path("demo-data")
         return run_demo(args)
-    from crema.cli.cluster_demo import run_cluster_demo  # imports redis
+    from crema.cli.cluster_demo import run_cluster_demo  # noqa: PLC0415 - imports redis
 
     return run_cluster_demo(args)
 

@@ -190,19 +190,16 @@ class Node:
     async def _watch(self, cache: DistributedCache, first: dict[str, Any]) -> None:
         """Log role and leader changes, snapshots written and installed, and the log replay."""
         node_id = self.values["node_id"]
-        target = first["log_last_index"]
-        replayed = target <= first["applied_index"]
-        if replayed:
-            self.recovery_seconds = time.monotonic() - self.started
+        target = max(first["log_last_index"], first["applied_index"])
+        replayed = False
         last = first
         leader_seen: int | None = None
         while True:
-            await asyncio.sleep(0.1)
             status = cache.cluster_status()
             if not replayed and status["applied_index"] >= target:
                 replayed = True
                 self.recovery_seconds = time.monotonic() - self.started
-                entries = target - first["applied_index"]
+                entries = target - first["last_snapshot_index"]
                 log.info(
                     "node %d recovered: snapshot at index %d plus %d log entries in %.2f s",
                     node_id,
@@ -231,3 +228,4 @@ class Node:
                 log.info("node %d: membership voters %s learners %s",
                          node_id, status["voters"], status["learners"])  # fmt: skip
             last = status
+            await asyncio.sleep(0.1)
