@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from crema import __version__
-from crema.cli import demo, serve, snapshot, wal
+from crema.cli import cluster, demo, serve, snapshot, wal
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo.register(commands)
     serve.register(commands)
+    cluster.register(commands)
     snapshot.register(commands)
     wal.register(commands)
     return parser

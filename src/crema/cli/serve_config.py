@@ -166,7 +166,8 @@ def _float(value: object) -> float:
         raise ValueError(f"expected a number, got {value!r}") from None
 
 
-def _peers(value: object) -> tuple[tuple[int, str], ...]:
+def parse_peers(value: object) -> tuple[tuple[int, str], ...]:
+    """``ID=HOST:PORT,...`` (or a TOML table) as ``((id, addr), ...)``; ValueError if malformed."""
     if isinstance(value, Mapping):
         items = [(str(k), str(v)) for k, v in value.items()]
     elif isinstance(value, str):
@@ -196,7 +197,7 @@ def convert(option: Option, value: object) -> object:
         SettingError: the value does not fit.
     """
     converters: dict[str, Callable[[Any], object]] = {
-        "int": _int, "float": _float, "str": str, "peers": _peers,
+        "int": _int, "float": _float, "str": str, "peers": parse_peers,
         "bool": lambda v: v if isinstance(v, bool) else _bool(str(v)),
     }  # fmt: skip
     try:
