@@ -118,7 +118,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         metavar="FILE",
         default=None,
-        help="TOML file with the same options (keys as the flags, '_' for '-')",
+        help="TOML file with the same options (keys as the flags, '_' for '-'); "
+        "default: $CREMA_CONFIG if set",
     )
     for option in OPTIONS:
         if option.kind == "bool":
@@ -134,7 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 option.flag,
                 dest=option.name,
                 default=None,
-                metavar=option.name.split("_")[-1].upper(),
+                metavar="|".join(option.choices) or option.name.split("_")[-1].upper(),
                 help=option.help,
             )
 
