@@ -8,12 +8,14 @@ the fixture's teardown.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from crema.cli import main
 from crema.cli.local_cluster import LocalCluster, ServeNode, free_ports
@@ -294,3 +297,32 @@ def test_demo_runs_and_leaves_nothing_running(tmp_path: Path) -> None:
     assert "recovered: snapshot at index" in out
     assert "node 1 exited 0, node 2 exited 0, node 3 exited 0" in out
     assert "nothing left running" in out
+
+
+def test_docs_toml_example_resolves(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "serve.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    parsed = tomllib.loads(example)
+    assert parsed["node_id"] == 2
+    path = tmp_path / "crema.toml"
+    path.write_text(example)
+    values = resolve(_args("--config", str(path)), {"CREMA_REQUIREPASS": "env"})
+    assert values["requirepass"] == "change-me"  # the file wins over the environment
+    config = cache_config(values)
+    assert config.checkpoints.max_snapshots == 3
+    assert config.raft_config.write_timeout_s == 2.0
+
+
+def test_redis_py_asyncio_through_every_node(cluster: LocalCluster) -> None:
+    async def run() -> None:
+        clients = [aioredis.Redis(port=n.client_port) for n in cluster.nodes]
+        try:
+            await asyncio.gather(*(c.set(f"aio:{i}", i) for i, c in enumerate(clients)))
+            for client in clients:
+                values = await client.mget([f"aio:{i}" for i in range(len(clients))])
+                assert values == [str(i).encode() for i in range(len(clients))]
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    asyncio.run(run())

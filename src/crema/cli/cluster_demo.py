@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -224,19 +226,24 @@ class Tour:
             raise RuntimeError("short-TTL keys still visible after their expiry")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_cluster_demo(args: argparse.Namespace) -> int:
     """``crema demo``: run the tour; stop every process started, whatever happens."""
     keys = args.keys
     if keys < 100:
-        print("crema demo: error: --keys: must be >= 100")
+        print("crema demo: error: --keys: must be >= 100", file=sys.stderr)
         return 2
     created = args.dir is None
     directory = Path(tempfile.mkdtemp(prefix="crema-demo-")) if created else Path(args.dir)
     if not created and directory.exists() and any(directory.iterdir()):
-        print(f"crema demo: error: --dir: {directory} is not empty")
+        print(f"crema demo: error: --dir: {directory} is not empty", file=sys.stderr)
         return 2
     cluster = LocalCluster(directory)
     started = time.monotonic()
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the nodes too
     failed = True
     try:
         print(f"crema cluster demo: data and logs in {directory}")
@@ -247,6 +254,7 @@ def run_cluster_demo(args: argparse.Namespace) -> int:
     finally:
         _step("Stopping every process started (SIGTERM)")
         codes = cluster.stop_all()
+        signal.signal(signal.SIGTERM, previous)
         print(", ".join(f"node {i} exited {c}" for i, c in codes.items()))
         if created and not failed:
             shutil.rmtree(directory, ignore_errors=True)

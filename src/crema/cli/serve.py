@@ -199,14 +199,10 @@ class Node:
             if not replayed and status["applied_index"] >= target:
                 replayed = True
                 self.recovery_seconds = time.monotonic() - self.started
-                entries = target - first["last_snapshot_index"]
-                log.info(
-                    "node %d recovered: snapshot at index %d plus %d log entries in %.2f s",
-                    node_id,
-                    first["last_snapshot_index"],
-                    entries,
-                    self.recovery_seconds,
-                )
+                snap = first["last_snapshot_index"]
+                source = f"snapshot at index {snap} plus" if snap else "no snapshot,"
+                log.info("node %d recovered: %s %d log entries in %.2f s", node_id, source,
+                         target - snap, self.recovery_seconds)  # fmt: skip
             leader = status["leader_id"]
             if leader is not None and leader != leader_seen:
                 self.leader_changes += 1
