@@ -180,6 +180,22 @@ class Node:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop.set)
 
+    def _log_snapshot(self, cache: DistributedCache, index: int) -> None:
+        """Log a snapshot the node wrote by itself (threshold or timer), with its size."""
+        newest = cache.checkpoint_manager.list_snapshots()
+        if newest and newest[-1].metadata.index == index:
+            info = newest[-1]
+            log.info(
+                "node %d: snapshot written at index %d: %d entries, %d bytes (%s)",
+                self.values["node_id"],
+                index,
+                info.entry_count,
+                info.size,
+                info.path.name,
+            )
+        else:
+            log.info("node %d: snapshot written at index %d", self.values["node_id"], index)
+
     def _ignore_more_sigterm(self) -> None:
         """Shutting down: a repeated SIGTERM must not kill the process half-way."""
         loop = asyncio.get_running_loop()
@@ -215,8 +231,7 @@ class Node:
                 status["snapshots_written"] > last["snapshots_written"]
                 and status["last_snapshot_index"] != self.logged_snapshot_index
             ):
-                log.info("node %d: snapshot written at index %d",
-                         node_id, status["last_snapshot_index"])  # fmt: skip
+                self._log_snapshot(cache, status["last_snapshot_index"])
             if status["snapshots_installed"] > last["snapshots_installed"]:
                 log.info("node %d: installed a snapshot from the leader (index %d)",
                          node_id, status["last_snapshot_index"])  # fmt: skip
