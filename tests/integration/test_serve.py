@@ -326,3 +326,30 @@ def test_redis_py_asyncio_through_every_node(cluster: LocalCluster) -> None:
                 await client.aclose()
 
     asyncio.run(run())
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+def test_peer_tls_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=crema-test",
+         "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert main(["serve", "--peer-tls-cert", str(cert)]) == 2
+    assert "--peer-tls-key: needed with --peer-tls-cert" in capsys.readouterr().err
+    tls = ("--peer-tls-cert", str(cert), "--peer-tls-key", str(key), "--peer-tls-ca", str(cert))
+    local = LocalCluster(tmp_path / "tls", extra_args=(*FAST, *tls))
+    try:
+        local.start_all()
+        leader = local.wait_leader()
+        follower = next(n for n in local.nodes if n is not leader)
+        with follower.client() as client:
+            assert client.set("tls:k", "v")
+        for node in local.nodes:
+            with node.client() as client:
+                assert client.get("tls:k") == b"v"
+    finally:
+        codes = local.stop_all()
+    assert all(code == 0 for code in codes.values()), codes

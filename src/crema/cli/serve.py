@@ -21,13 +21,21 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from crema.cli.serve_config import SettingError, add_arguments, cache_config, environment, resolve
+from crema.cli.serve_config import (
+    SettingError,
+    add_arguments,
+    cache_config,
+    environment,
+    resolve,
+    transport_config,
+)
+from crema.config import CacheConfig
 from crema.errors import CremaError
 from crema.node import DistributedCache
 from crema.server.admin import AdminServer
 from crema.server.server import RespServer
 from crema.server.session import MembershipOps
-from crema.transport.config import parse_addr
+from crema.transport.config import TransportConfig, parse_addr
 
 log = logging.getLogger("crema.serve")
 
@@ -58,6 +66,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         values = resolve(args, environment())
         config = cache_config(values)
+        transport = transport_config(values)
     except SettingError as exc:
         print(f"crema serve: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -68,7 +77,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     node = Node(values)
     try:
-        asyncio.run(node.run(config))
+        asyncio.run(node.run(config, transport))
     except SettingError as exc:
         print(f"crema serve: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -105,11 +114,11 @@ class Node:
         """Values for ``/metrics`` only this process knows."""
         return {"leader_changes": self.leader_changes, "recovery_seconds": self.recovery_seconds}
 
-    async def run(self, config: Any) -> None:
+    async def run(self, config: CacheConfig, transport: TransportConfig) -> None:
         """Start everything, wait for a stop request, stop everything."""
         values = self.values
         started = time.monotonic()
-        cache = await DistributedCache.create(config)
+        cache = await DistributedCache.create(config, transport_config=transport)
         self.cache = cache
         opened = time.monotonic() - started
         try:

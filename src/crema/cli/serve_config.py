@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 
 from crema.config import CacheConfig, CheckpointConfig, RaftConfig
 from crema.errors import ConfigError
-from crema.transport.config import parse_addr
+from crema.transport.config import TransportConfig, parse_addr
 
 CLIENT_BASE, PEER_BASE, ADMIN_BASE = 7378, 7478, 9478
 """Default ports are base + node id: node 1 serves RESP on 7379, peers on 7479, HTTP on 9479."""
@@ -88,6 +89,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("requirepass", "str", None, "password Redis clients must AUTH with (default: none)"),
     Option("cluster_secret", "str", None,
            "shared secret peers must prove they know (default: none)"),
+    Option("peer_tls_cert", "str", None,
+           "PEM certificate for peer TLS; with --peer-tls-key and --peer-tls-ca (default: none)"),
+    Option("peer_tls_key", "str", None, "PEM private key of --peer-tls-cert (default: none)"),
+    Option("peer_tls_ca", "str", None,
+           "PEM CA bundle that peer certificates must chain to (default: none)"),
     Option("cluster_id", "str", "crema", "cluster name, equal on every node (default: crema)"),
     Option("read_mode", "choice", "linearizable",
            "default read mode of new connections (default: linearizable)",
@@ -321,6 +327,32 @@ def cache_config(values: Mapping[str, Any]) -> CacheConfig:
         name = option.flag if option is not None else exc.field
         message = str(exc).removeprefix(f"{exc.field}: ")
         raise SettingError(f"{name}: {message}") from None
+
+
+def transport_config(values: Mapping[str, Any]) -> TransportConfig:
+    """The peer transport settings: TLS when ``--peer-tls-*`` are given (all three or none).
+
+    Raises:
+        SettingError: some but not all TLS options given, or a file cannot be loaded.
+    """
+    names = ("peer_tls_cert", "peer_tls_key", "peer_tls_ca")
+    given = [n for n in names if values.get(n)]
+    if not given:
+        return TransportConfig()
+    if len(given) != len(names):
+        missing = BY_NAME[next(n for n in names if n not in given)]
+        raise SettingError(f"{missing.flag}: needed with {BY_NAME[given[0]].flag}")
+    try:
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.load_cert_chain(values["peer_tls_cert"], values["peer_tls_key"])
+        server.verify_mode = ssl.CERT_REQUIRED
+        server.load_verify_locations(values["peer_tls_ca"])
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client.load_cert_chain(values["peer_tls_cert"], values["peer_tls_key"])
+        client.load_verify_locations(values["peer_tls_ca"])
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingError(f"--peer-tls-cert: cannot load the TLS files: {exc}") from None
+    return TransportConfig(server_ssl=server, client_ssl=client)
 
 
 def environment() -> dict[str, str]:
