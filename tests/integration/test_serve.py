@@ -255,6 +255,8 @@ def test_admin_metrics_health_status(cluster: LocalCluster) -> None:
                  "crema_checkpoints_created_total", "crema_recovery_duration_seconds"):  # fmt: skip
         assert f"\n{name} " in body, name
     assert 'crema_commands_total{command="set",result="ok"}' in body
+    assert 'crema_write_duration_seconds_bucket{le="+Inf"}' in body
+    assert "crema_read_barrier_wait_seconds_count" in body
     code, body = _http(base + "/health")
     assert (code, body.strip()) == (200, "ok")
     code, body = _http(base + "/status")

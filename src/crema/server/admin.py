@@ -25,11 +25,16 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from crema.server.backend import Backend
-from crema.server.session import ServerState
+from crema.server.session import LATENCY_BUCKETS, Latency, ServerState
 
 __all__ = ["MAX_APPLY_LAG", "AdminServer", "StatusCollector", "health"]
 
@@ -87,6 +92,14 @@ class StatusCollector(Collector):
             commands.add_metric([name, "ok"], calls - failed)
             commands.add_metric([name, "error"], failed)
         yield commands
+        yield _histogram(
+            "crema_write_duration_seconds",
+            "Seconds from proposing a write to its result",
+            stats.write_latency,
+        )
+        yield _histogram("crema_read_barrier_wait_seconds",
+                         "Seconds linearizable reads waited for a read index",
+                         stats.read_wait)  # fmt: skip
         yield GaugeMetricFamily("crema_connected_clients", "Client connections open",
                                 value=len(self._state.clients))  # fmt: skip
         yield CounterMetricFamily("crema_connections_received", "Client connections accepted",
@@ -113,6 +126,16 @@ class StatusCollector(Collector):
             yield GaugeMetricFamily("crema_recovery_duration_seconds",
                                     "Seconds from start until the local log was replayed",
                                     value=extras["recovery_seconds"])  # fmt: skip
+
+
+def _histogram(name: str, documentation: str, latency: Latency) -> HistogramMetricFamily:
+    buckets: list[tuple[str, float]] = []
+    cumulative = 0
+    for bound, count in zip(LATENCY_BUCKETS, latency.counts, strict=False):
+        cumulative += count
+        buckets.append((repr(bound), cumulative))
+    buckets.append(("+Inf", cumulative + latency.counts[-1]))
+    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=latency.total)
 
 
 def health(status: Mapping[str, Any]) -> tuple[bool, str]:

@@ -9,6 +9,7 @@ authentication, read mode, and the ticket of the batch being served.
 
 from __future__ import annotations
 
+import bisect
 import hmac
 import time
 from collections.abc import Awaitable, Callable
@@ -19,8 +20,10 @@ from crema.server.backend import Backend
 from crema.server.read_barrier import ReadBarrier
 
 __all__ = [
+    "LATENCY_BUCKETS",
     "READ_MODES",
     "CheckpointCallback",
+    "Latency",
     "MembershipOps",
     "ServerState",
     "Session",
@@ -36,6 +39,24 @@ ShutdownCallback = Callable[[], None]
 
 CheckpointCallback = Callable[[], Awaitable[dict[str, Any]]]
 """Called by ``CREMA.CHECKPOINT``; returns the snapshot's index, term, path, size."""
+
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0)  # fmt: skip
+"""Upper bounds (seconds) of the latency histogram buckets; one more bucket catches the rest."""
+
+
+@dataclass(slots=True)
+class Latency:
+    """A latency histogram: counts per :data:`LATENCY_BUCKETS` bucket and the sum."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Count one observation."""
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +90,10 @@ class Stats:
     """Commands run, by name (unknown commands and NOAUTH refusals are not counted here)."""
     failed_calls: dict[str, int] = field(default_factory=dict)
     """Commands that replied with an error, by name."""
+    write_latency: Latency = field(default_factory=Latency)
+    """Seconds from proposing a write to its result (failures included)."""
+    read_wait: Latency = field(default_factory=Latency)
+    """Seconds a linearizable read waited for its read barrier (when it had to wait)."""
 
 
 @dataclass(slots=True)
@@ -194,4 +219,8 @@ class Session:
             return
         barrier = self.server.barrier
         if not barrier.satisfied(self.ticket):
-            await barrier.wait(self.ticket)
+            started = time.perf_counter()
+            try:
+                await barrier.wait(self.ticket)
+            finally:
+                self.server.stats.read_wait.observe(time.perf_counter() - started)
