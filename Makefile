@@ -32,4 +32,4 @@ typecheck: $(STAMP)
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache demo-data
+	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache demo-data crema-data

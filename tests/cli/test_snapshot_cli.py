@@ -129,7 +129,17 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_python_dash_m_and_demo_run(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "crema", "demo", "--dir", str(tmp_path / "d"), "--entries", "2000"],
+        [
+            sys.executable,
+            "-m",
+            "crema",
+            "demo",
+            "--checkpoints-only",
+            "--dir",
+            str(tmp_path / "d"),
+            "--entries",
+            "2000",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from crema import __version__
-from crema.cli import demo, snapshot, wal
+from crema.cli import cluster, demo, serve, snapshot, wal
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"crema {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo.register(commands)
+    serve.register(commands)
+    cluster.register(commands)
     snapshot.register(commands)
     wal.register(commands)
     return parser
@@ -43,7 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``crema`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
+        args, unknown = parser.parse_known_args(list(argv) if argv is not None else None)
+        if unknown and getattr(args, "one_line_errors", False):
+            print(f"crema {args.command}: error: unrecognized arguments: {' '.join(unknown)}",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, format="crema: %(levelname)s: %(message)s")

@@ -1,4 +1,7 @@
-"""``crema snapshot``: list, verify, inspect and dump MCRS snapshot files.
+"""``crema snapshot``: list, verify, inspect and dump MCRS snapshot files; create, restore.
+
+``create`` asks a running node for a snapshot (:mod:`crema.cli.cluster`);
+``restore`` seeds a new node's data directory (:mod:`crema.cli.snapshot_restore`).
 
 Exit codes: 0 all good, 1 a file is corrupted, 2 usage errors and missing paths.
 """
@@ -17,7 +20,9 @@ from typing import Any
 from crema.checkpoint import SnapshotEntry, SnapshotInfo, SnapshotReader
 from crema.checkpoint.manager import SNAPSHOT_SUFFIX, list_snapshots
 from crema.checkpoint.stats import SnapshotStats, inspect_snapshot
+from crema.cli.cluster import register_snapshot_create
 from crema.cli.progress import ProgressBar, interactive
+from crema.cli.snapshot_restore import register_restore
 from crema.errors import SnapshotCorruptedError, SnapshotError
 
 EXIT_OK, EXIT_CORRUPTED, EXIT_USAGE = 0, 1, 2
@@ -47,6 +52,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("path", type=Path)
     p.add_argument("--format", choices=["jsonl"], default="jsonl")
     p.set_defaults(handler=cmd_dump)
+
+    register_snapshot_create(sub)
+    register_restore(sub)
 
 
 def _err(message: str) -> None:

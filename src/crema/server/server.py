@@ -29,7 +29,13 @@ from crema.server.resp_parser import (
     DEFAULT_MAX_MULTIBULK_LEN,
     RequestParser,
 )
-from crema.server.session import READ_MODES, CheckpointCallback, ServerState, ShutdownCallback
+from crema.server.session import (
+    READ_MODES,
+    CheckpointCallback,
+    MembershipOps,
+    ServerState,
+    ShutdownCallback,
+)
 
 __all__ = ["DEFAULT_PORT", "RespServer"]
 
@@ -52,6 +58,8 @@ class RespServer:
         max_clients: connections served at most at once.
         on_shutdown: called (without blocking) by ``SHUTDOWN``; None refuses it.
         on_checkpoint: coroutine function run by ``CREMA.CHECKPOINT``; None refuses it.
+        membership: the node's membership operations for ``CREMA.ADDNODE``,
+            ``CREMA.REMOVENODE`` and ``CREMA.TRANSFER``; None refuses them.
         max_bulk_len: longest bulk string accepted in a request.
         max_multibulk_len: most arguments in one request.
         max_inline_len: longest inline request (and length line).
@@ -71,6 +79,7 @@ class RespServer:
         max_clients: int = 10000,
         on_shutdown: ShutdownCallback | None = None,
         on_checkpoint: CheckpointCallback | None = None,
+        membership: MembershipOps | None = None,
         max_bulk_len: int = DEFAULT_MAX_BULK_LEN,
         max_multibulk_len: int = DEFAULT_MAX_MULTIBULK_LEN,
         max_inline_len: int = DEFAULT_MAX_INLINE_LEN,
@@ -81,7 +90,7 @@ class RespServer:
             raise ConfigError("max_clients", f"must be positive, got {max_clients}")
         password = requirepass.encode() if isinstance(requirepass, str) else requirepass
         self.state = ServerState(backend, password or None, read_mode, max_clients, on_shutdown,
-                                 on_checkpoint, host, port)  # fmt: skip
+                                 on_checkpoint, membership, host, port)  # fmt: skip
         self._limits = ParserLimits(max_bulk_len, max_multibulk_len, max_inline_len)
         RequestParser(  # refuses bad limits now rather than at the first client
             max_bulk_len=max_bulk_len,

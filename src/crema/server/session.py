@@ -9,6 +9,7 @@ authentication, read mode, and the ticket of the batch being served.
 
 from __future__ import annotations
 
+import bisect
 import hmac
 import time
 from collections.abc import Awaitable, Callable
@@ -19,8 +20,11 @@ from crema.server.backend import Backend
 from crema.server.read_barrier import ReadBarrier
 
 __all__ = [
+    "LATENCY_BUCKETS",
     "READ_MODES",
     "CheckpointCallback",
+    "Latency",
+    "MembershipOps",
     "ServerState",
     "Session",
     "ShutdownCallback",
@@ -37,6 +41,39 @@ CheckpointCallback = Callable[[], Awaitable[dict[str, Any]]]
 """Called by ``CREMA.CHECKPOINT``; returns the snapshot's index, term, path, size."""
 
 
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0)  # fmt: skip
+"""Upper bounds (seconds) of the latency histogram buckets; one more bucket catches the rest."""
+
+
+@dataclass(slots=True)
+class Latency:
+    """A latency histogram: counts per :data:`LATENCY_BUCKETS` bucket and the sum."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Count one observation."""
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipOps:
+    """The node's membership operations, run by ``CREMA.ADDNODE``, ``REMOVENODE``, ``TRANSFER``.
+
+    Attributes:
+        add_node: ``add_node(node_id, addr, voter)``.
+        remove_node: ``remove_node(node_id)``.
+        transfer: ``transfer(node_id)``: hand leadership over and wait until it leads.
+    """
+
+    add_node: Callable[[int, str, bool], Awaitable[None]]
+    remove_node: Callable[[int], Awaitable[None]]
+    transfer: Callable[[int], Awaitable[None]]
+
+
 @dataclass(slots=True)
 class Stats:
     """Counters for ``INFO stats``."""
@@ -49,6 +86,14 @@ class Stats:
     net_input_bytes: int = 0
     net_output_bytes: int = 0
     error_replies: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    """Commands run, by name (unknown commands and NOAUTH refusals are not counted here)."""
+    failed_calls: dict[str, int] = field(default_factory=dict)
+    """Commands that replied with an error, by name."""
+    write_latency: Latency = field(default_factory=Latency)
+    """Seconds from proposing a write to its result (failures included)."""
+    read_wait: Latency = field(default_factory=Latency)
+    """Seconds a linearizable read waited for its read barrier (when it had to wait)."""
 
 
 @dataclass(slots=True)
@@ -62,6 +107,7 @@ class ServerState:
         max_clients: connections accepted at most at once.
         on_shutdown: called by ``SHUTDOWN``, or None (SHUTDOWN is refused).
         on_checkpoint: called by ``CREMA.CHECKPOINT``, or None (refused).
+        membership: run by the ``CREMA.ADDNODE`` family, or None (refused).
         host: the address the server is bound to.
         port: the port the server is bound to (0 until started).
     """
@@ -72,6 +118,7 @@ class ServerState:
     max_clients: int = 10000
     on_shutdown: ShutdownCallback | None = None
     on_checkpoint: CheckpointCallback | None = None
+    membership: MembershipOps | None = None
     host: str = "127.0.0.1"
     port: int = 0
     barrier: ReadBarrier = field(init=False)
@@ -172,4 +219,8 @@ class Session:
             return
         barrier = self.server.barrier
         if not barrier.satisfied(self.ticket):
-            await barrier.wait(self.ticket)
+            started = time.perf_counter()
+            try:
+                await barrier.wait(self.ticket)
+            finally:
+                self.server.stats.read_wait.observe(time.perf_counter() - started)

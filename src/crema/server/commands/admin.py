@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from crema.errors import CommandError
+from collections.abc import Awaitable
+
+from crema.errors import CommandError, CremaError
 from crema.server.args import cstr, syntax_error, text
 from crema.server.commands.common import to_reply
 from crema.server.commands.info import info_text
 from crema.server.commands.table import COMMANDS, CommandSpec, command, container, subcommand
 from crema.server.resp_reply import OK, Reply, SimpleString, Verbatim
-from crema.server.session import READ_MODES, Session
+from crema.server.session import READ_MODES, MembershipOps, Session
 
 _SHUTDOWN_FLAGS = {b"NOSAVE", b"SAVE", b"NOW", b"FORCE", b"ABORT"}
 
@@ -65,6 +67,66 @@ async def crema_checkpoint(session: Session, args: list[bytes]) -> Reply:
     except Exception as exc:
         raise CommandError(f"checkpoint failed: {exc}") from exc
     return to_reply(result)
+
+
+def _membership(session: Session) -> MembershipOps:
+    ops = session.server.membership
+    if ops is None:
+        raise CommandError("membership changes are not available on this server")
+    return ops
+
+
+def _node_id(arg: bytes) -> int:
+    word = text(arg)
+    if not word.isdigit() or int(word) < 1:
+        raise CommandError("node id must be a positive integer")
+    return int(word)
+
+
+async def _run_membership(coro: Awaitable[None]) -> Reply:
+    try:
+        await coro
+    except CremaError:
+        raise
+    except Exception as exc:
+        raise CommandError(f"membership change failed: {exc}") from exc
+    return OK
+
+
+@command("crema.addnode", -3, "admin", group="crema", since="0.1.0", blocking=True,
+         summary="Add a node: CREMA.ADDNODE id host:port [LEARNER]")  # fmt: skip
+async def crema_addnode(session: Session, args: list[bytes]) -> Reply:
+    ops = _membership(session)
+    node_id = _node_id(args[1])
+    addr = text(args[2])
+    options = [text(a).upper() for a in args[3:]]
+    if any(o != "LEARNER" for o in options):
+        raise syntax_error()
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise CommandError("address must be host:port")
+    return await _run_membership(ops.add_node(node_id, addr, not options))
+
+
+@command("crema.removenode", 2, "admin", group="crema", since="0.1.0", blocking=True,
+         summary="Remove a node from the cluster: CREMA.REMOVENODE id")  # fmt: skip
+async def crema_removenode(session: Session, args: list[bytes]) -> Reply:
+    ops = _membership(session)
+    return await _run_membership(ops.remove_node(_node_id(args[1])))
+
+
+@command(
+    "crema.transfer",
+    2,
+    "admin",
+    group="crema",
+    since="0.1.0",
+    blocking=True,
+    summary="Hand leadership to a node and wait until it leads: CREMA.TRANSFER id",
+)
+async def crema_transfer(session: Session, args: list[bytes]) -> Reply:
+    ops = _membership(session)
+    return await _run_membership(ops.transfer(_node_id(args[1])))
 
 
 # ----------------------------------------------------------------- COMMAND

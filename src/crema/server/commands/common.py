@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from crema.cache.commands import Command
@@ -36,7 +37,13 @@ async def execute(session: Session, command: Command) -> Reply:
         WriteRejectedError: definitely not applied (the dispatcher replies ``-TRYAGAIN``).
         OutcomeUnknownError: may have been applied (``-UNKNOWN``).
     """
-    return result_reply(await session.server.backend.execute(command))
+    server = session.server
+    started = time.perf_counter()
+    try:
+        result = await server.backend.execute(command)
+    finally:
+        server.stats.write_latency.observe(time.perf_counter() - started)
+    return result_reply(result)
 
 
 def now_ms(session: Session) -> int:

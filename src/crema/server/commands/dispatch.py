@@ -90,13 +90,17 @@ def runs_at_once(session: Session, spec: CommandSpec) -> bool:
 async def run(session: Session, spec: CommandSpec, args: list[bytes]) -> Reply:
     """Run a prepared command; never raises a CremaError (it becomes an error reply)."""
     assert spec.handler is not None
+    stats = session.server.stats
+    calls = stats.calls
+    calls[spec.name] = calls.get(spec.name, 0) + 1
     try:
         reply = await spec.handler(session, args)
     except CremaError as exc:
-        session.server.stats.error_replies += 1
-        return error_reply(exc)
+        reply = error_reply(exc)
     if type(reply) is ErrorReply:
-        session.server.stats.error_replies += 1
+        stats.error_replies += 1
+        failed = stats.failed_calls
+        failed[spec.name] = failed.get(spec.name, 0) + 1
     return reply
 
 
