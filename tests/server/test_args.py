@@ -16,7 +16,7 @@ from crema.server.args import (
     unknown_command,
     unknown_subcommand,
 )
-from crema.server.glob import glob_match
+from tests.server.reference_glob import glob_match
 from crema.server.options import (
     Condition,
     ExpireCondition,

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crema.errors import ProtocolError
-from crema.server.glob import glob_match
+from tests.server.reference_glob import glob_match
 from crema.server.inline import split_inline_args
 from crema.server.resp import RequestParser, encode_command
 from tests.server.redis_server import RawClient, RedisServer, read_frame, start_redis
