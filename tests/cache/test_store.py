@@ -11,7 +11,7 @@ from crema.cache.commands import Clear, Command, Delete, Expire, MSet, Noop, Set
 from crema.cache.glob import _compile, compile_pattern, match_tokens, tokenize
 from crema.cache.results import Result
 from crema.cache.store import Store
-from crema.server.glob import glob_match as server_glob_match
+from tests.server.reference_glob import glob_match as server_glob_match
 
 T = 1_000_000
 
@@ -287,7 +287,7 @@ def test_glob_matchers_agree(pattern: bytes, key: bytes) -> None:
 def test_glob_agrees_with_the_servers_port_of_stringmatchlen(
     pattern: list[bytes], key: list[bytes]
 ) -> None:
-    """Cross-check with crema.server.glob, a line-by-line port of Redis's C code."""
+    """Cross-check with tests/server/reference_glob.py, a line-by-line port of Redis's C code."""
     p, k = b"".join(pattern), b"".join(key)
     # "*" alone is a shortcut of KEYS and SCAN (it matches even b""), not of
     # stringmatchlen itself.

@@ -47,7 +47,7 @@ def glob_match(pattern: bytes, string: bytes, *, nocase: bool = False) -> bool:
     return _match(pattern, 0, string, 0, nocase, [False], 0)
 
 
-def _match(  # noqa: PLR0911, PLR0912 - a faithful port of one C function
+def _match(  # noqa: PLR0911 - a faithful port of one C function
     pat: bytes, p: int, s: bytes, i: int, nocase: bool, skip: list[bool], nesting: int
 ) -> bool:
     if nesting > 1000:

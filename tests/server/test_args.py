@@ -16,7 +16,6 @@ from crema.server.args import (
     unknown_command,
     unknown_subcommand,
 )
-from tests.server.reference_glob import glob_match
 from crema.server.options import (
     Condition,
     ExpireCondition,
@@ -31,6 +30,7 @@ from crema.server.options import (
 )
 from crema.server.resp import encode_reply, error_reply_for
 from tests.server.redis_server import RawClient
+from tests.server.reference_glob import glob_match
 
 NOW = 1_700_000_000_000
 

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crema.errors import ProtocolError
-from tests.server.reference_glob import glob_match
 from crema.server.inline import split_inline_args
 from crema.server.resp import RequestParser, encode_command
 from tests.server.redis_server import RawClient, RedisServer, read_frame, start_redis
+from tests.server.reference_glob import glob_match
 from tests.server.test_resp_parser import PROTOCOL_ERRORS
 
 FIXTURE_OK = [HealthCheck.function_scoped_fixture]
