@@ -47,7 +47,8 @@ MAX_APPLY_LAG = 1000
 """``/health`` fails when the applied index trails the commit index by more than this."""
 
 Extras = Callable[[], Mapping[str, float | None]]
-"""The owner's extra values: ``leader_changes`` (counter), ``recovery_seconds`` (gauge)."""
+"""The owner's extra values: ``leader_changes`` (counter), ``recovery_seconds`` (gauge);
+used only for a backend whose ``status()`` lacks them (a node's status has both)."""
 
 # status key -> (metric name, kind, help)
 _STATUS_METRICS = (
