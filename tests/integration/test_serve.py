@@ -252,11 +252,16 @@ def test_admin_metrics_health_status(cluster: LocalCluster) -> None:
     for name in ("crema_cache_hits_total", "crema_cache_misses_total", "crema_cache_entries",
                  "crema_raft_term", "crema_raft_commit_index", "crema_raft_applied_index",
                  "crema_raft_leader_changes_total", "crema_checkpoint_last_index",
-                 "crema_checkpoints_created_total", "crema_recovery_duration_seconds"):  # fmt: skip
+                 "crema_checkpoints_created_total", "crema_recovery_duration_seconds",
+                 "crema_cache_bytes", "crema_raft_proposals_total",
+                 "crema_forwarded_writes_total", "crema_checkpoint_last_size_bytes",
+                 "crema_recovery_entries_replayed"):  # fmt: skip
         assert f"\n{name} " in body, name
     assert 'crema_commands_total{command="set",result="ok"}' in body
     assert 'crema_write_duration_seconds_bucket{le="+Inf"}' in body
     assert "crema_read_barrier_wait_seconds_count" in body
+    assert "crema_checkpoint_duration_seconds_count" in body
+    assert "\ncrema_forwarded_writes_total 0.0\n" not in body  # the follower forwarded the SET
     code, body = _http(base + "/health")
     assert (code, body.strip()) == (200, "ok")
     code, body = _http(base + "/status")

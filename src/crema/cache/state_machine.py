@@ -329,6 +329,11 @@ class CacheStateMachine:
         """Stored entries, including expired ones not yet purged (``DBSIZE``)."""
         return len(self._store)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of keys plus values stored, expired-but-unpurged included (O(1))."""
+        return self._store.nbytes
+
     def count_live(self, now_ms: int) -> int:
         """Entries live at ``now_ms`` (walks the whole store: O(n))."""
         return len(self._store.keys(now_ms))

@@ -78,16 +78,23 @@ class EntriesView:
     replicated state.
     """
 
-    __slots__ = ("_count", "_shards", "clock_ms", "index", "term")
+    __slots__ = ("_count", "_shards", "clock_ms", "index", "nbytes", "term")
 
     def __init__(
-        self, index: int, term: int, clock_ms: int, shards: tuple[dict[bytes, Entry], ...]
+        self,
+        index: int,
+        term: int,
+        clock_ms: int,
+        shards: tuple[dict[bytes, Entry], ...],
+        nbytes: int = 0,
     ) -> None:
         self.index = index
         self.term = term
         self.clock_ms = clock_ms
         self._shards = shards
         self._count = sum(map(len, shards))
+        self.nbytes = nbytes
+        """Bytes of keys plus values in the view (0 when unknown)."""
 
     def __len__(self) -> int:
         return self._count
@@ -116,6 +123,7 @@ class Store:
         self._shards: list[dict[bytes, Entry]] = [{} for _ in range(SHARDS)]
         self._shared: set[int] = set()  # shards a view holds: copy before mutating
         self._count = 0
+        self._bytes = 0  # keys plus values stored, kept as entries come and go
         self._order: dict[int, bytes] = {}
         self._heap: list[tuple[int, bytes]] = []
         self._next_seq = 1
@@ -136,6 +144,11 @@ class Store:
 
     def __len__(self) -> int:
         return self._count
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of keys plus values stored (a running total: O(1); no per-entry overhead)."""
+        return self._bytes
 
     def live(self, key: bytes, now_ms: int) -> Entry | None:
         """The entry of ``key`` if it is stored and not expired at ``now_ms``."""
@@ -183,7 +196,7 @@ class Store:
     def view(self, index: int, term: int, clock_ms: int) -> EntriesView:
         """A consistent, immutable :class:`EntriesView` of the current contents."""
         self._shared = set(range(SHARDS))
-        return EntriesView(index, term, clock_ms, tuple(self._shards))
+        return EntriesView(index, term, clock_ms, tuple(self._shards), self._bytes)
 
     # ------------------------------------------------------------- mutations
 
@@ -197,8 +210,10 @@ class Store:
         old = shard.get(key)
         if old is None:
             self._count += 1
+            self._bytes += len(key) + len(value)
         else:
             del order[old[2]]
+            self._bytes += len(value) - len(old[0])
         seq = self._next_seq
         self._next_seq = seq + 1
         shard[key] = (value, expiry_ms, seq)
@@ -219,6 +234,7 @@ class Store:
         entry = self._own(key).pop(key)
         del self._order[entry[2]]
         self._count -= 1
+        self._bytes -= len(key) + len(entry[0])
         return True
 
     def clear(self) -> None:
@@ -226,6 +242,7 @@ class Store:
         self._shards = [{} for _ in range(SHARDS)]
         self._shared = set()
         self._count = 0
+        self._bytes = 0
         self._order = {}
         self._heap = []
         self._low_seq = self._next_seq
@@ -287,6 +304,7 @@ class Store:
         """
         by_key = {k: e for shard in self._shards for k, e in shard.items()}
         assert len(by_key) == self._count == len(self._order)
+        assert self._bytes == sum(len(k) + len(e[0]) for k, e in by_key.items())
         for i, shard in enumerate(self._shards):
             assert all(hash(k) & _MASK == i for k in shard)
         seqs = list(self._order)
@@ -313,7 +331,7 @@ class Store:
         """
         store = cls(capacity)
         shards, order = store._shards, store._order
-        seq = 0
+        seq = nbytes = 0
         for entry in entries:
             key, value, expiry = entry.key, entry.value, entry.expiry_ms
             _check_entry(key, value, expiry)
@@ -321,9 +339,11 @@ class Store:
             if key in shard:
                 raise SnapshotError(f"duplicate key in snapshot entries: {key[:64]!r}")
             seq += 1
+            nbytes += len(key) + len(value)
             shard[key] = (value, expiry, seq)
             order[seq] = key
         store._count = seq
+        store._bytes = nbytes
         store._next_seq = seq + 1
         if capacity is not None and seq > capacity:
             # Evict oldest-written without purging: restore keeps exact state.

@@ -107,12 +107,7 @@ class Node:
         self.cache: DistributedCache | None = None
         self.started = time.monotonic()
         self.recovery_seconds: float | None = None
-        self.leader_changes = 0
         self.logged_snapshot_index = -1
-
-    def extras(self) -> dict[str, float | None]:
-        """Values for ``/metrics`` only this process knows."""
-        return {"leader_changes": self.leader_changes, "recovery_seconds": self.recovery_seconds}
 
     async def run(self, config: CacheConfig, transport: TransportConfig) -> None:
         """Start everything, wait for a stop request, stop everything."""
@@ -163,7 +158,7 @@ class Node:
         try:
             if values["admin_addr"] is not None:
                 admin_host, admin_port = parse_addr(values["admin_addr"], "admin_addr")
-                admin = AdminServer(cache, server.state, admin_host, admin_port, self.extras)
+                admin = AdminServer(cache, server.state, admin_host, admin_port)
                 await admin.start()
             self._install_signals()
             log.info(
@@ -230,7 +225,6 @@ class Node:
                          target - snap, self.recovery_seconds)  # fmt: skip
             leader = status["leader_id"]
             if leader is not None and leader != leader_seen:
-                self.leader_changes += 1
                 if leader == node_id:
                     log.info("node %d became leader (term %d)", node_id, status["term"])
                 else:

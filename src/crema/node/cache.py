@@ -26,12 +26,13 @@ from crema.errors import (
     ShutdownError,
     UnavailableError,
 )
+from crema.histogram import Histogram
 from crema.node.forward import Forwarder
 from crema.node.peers import load_peers
 from crema.node.recovery import recover
 from crema.node.replica import ClockMs, Replica
 from crema.node.routing import Router
-from crema.node.status import status_of
+from crema.node.status import histograms_of, status_of
 from crema.raft.confchange import ConfChange, ConfChangeType
 from crema.raft.types import NodeId
 from crema.transport.codec import Kind, Payload
@@ -121,7 +122,9 @@ class DistributedCache:
         """
         clock = clock_ms or wall_clock_ms
         manager = CheckpointManager(config.checkpoints)
+        started = time.perf_counter()
         recovered = await asyncio.to_thread(recover, config, manager, clock())
+        recovered.seconds = time.perf_counter() - started
         holder: list[Replica] = []
         transport = _make_transport(config, transport_config, holder)
         replica = Replica(config, recovered, manager, transport, clock)
@@ -272,7 +275,12 @@ class DistributedCache:
 
     def cluster_status(self) -> dict[str, Any]:
         """Node id, role, term, leader, membership, indexes and counters."""
-        return status_of(self._replica)
+        return status_of(self._replica, self._forwarder)
+
+    def histograms(self) -> dict[str, Histogram]:
+        """Latency histograms for metrics: ``wal_fsync_seconds`` (disk storage only) and
+        ``checkpoint_seconds``; live objects, read at scrape time."""
+        return histograms_of(self._replica)
 
     # -- membership --------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from crema.checkpoint import (
     snapshot_name,
 )
 from crema.errors import SnapshotError
+from crema.histogram import DURATION_BUCKETS, Histogram
 
 log = logging.getLogger("crema.node")
 
@@ -75,6 +76,13 @@ class Checkpointer:
         self.written = 0
         self.skipped_low_space = 0
         self.failed = 0
+        self.duration = Histogram(DURATION_BUCKETS)
+        """Seconds each snapshot written by this node took (the file write only)."""
+        self.last_seconds = 0.0
+        self.last_size = 0
+        self.last_entries = 0
+        self.last_data_bytes = 0
+        """Keys plus values in the last snapshot written (its uncompressed payload)."""
 
     @property
     def running(self) -> bool:
@@ -125,7 +133,9 @@ class Checkpointer:
                     raise SnapshotError(msg, self.manager.directory)
                 return None
             meta = SnapshotMetadata(view.index, view.term, datetime.now(UTC))
+            started = time.perf_counter()
             info = await self._create(meta, view)
+            seconds = time.perf_counter() - started
         except SnapshotError as exc:
             self.failed += 1
             self._retry_at = time.monotonic() + RETRY_AFTER_S
@@ -134,6 +144,11 @@ class Checkpointer:
                 raise
             return None
         self.written += 1
+        self.duration.observe(seconds)
+        self.last_seconds = seconds
+        self.last_size = info.size
+        self.last_entries = info.entry_count
+        self.last_data_bytes = view.nbytes
         self.last_index = max(self.last_index, view.index)
         self._last_time = time.monotonic()
         self._on_written(view.index)
@@ -178,6 +193,11 @@ class Checkpointer:
         path = self.manager.directory / snapshot_name(meta.index, meta.term)
         with SnapshotReader.open(path) as reader:
             return reader.info()
+
+    @property
+    def last_compression_ratio(self) -> float:
+        """Keys plus values of the last snapshot written over its file size (0: none yet)."""
+        return self.last_data_bytes / self.last_size if self.last_size else 0.0
 
     def installed(self, index: int) -> None:
         """A snapshot at ``index`` was installed from the leader."""

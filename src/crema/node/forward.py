@@ -50,6 +50,10 @@ class Forwarder:
         self._handler = handler
         self._waiting: dict[bytes, asyncio.Future[wire.ForwardReply]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.forwarded = 0
+        """Requests this node sent to a leader (whatever their outcome)."""
+        self.served = 0
+        """Requests forwarded to this node by followers and executed here."""
 
     async def forward(self, leader: NodeId, body: bytes, timeout: float) -> wire.ForwardReply:
         """Send ``body`` to ``leader``; return its reply.
@@ -64,6 +68,7 @@ class Forwarder:
         try:
             if not self._transport.send(leader, Forward(request_id, body)):
                 raise ProposalDroppedError(f"cannot queue a request to node {leader}", leader)
+            self.forwarded += 1
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise WriteTimeoutError(f"no reply from leader {leader} in {timeout:.3f} s") from None
@@ -82,6 +87,7 @@ class Forwarder:
 
     def on_forward(self, frm: NodeId, item: Forward) -> None:
         """A follower forwarded a request: execute it in a task and reply."""
+        self.served += 1
         task = asyncio.get_running_loop().create_task(self._serve(frm, item))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -45,6 +45,8 @@ class Recovered:
     state_machine: CacheStateMachine
     snapshot_index: int
     discarded: bool
+    seconds: float = 0.0
+    """Time spent opening the log and restoring the snapshot (set by the caller)."""
 
 
 def _wal_dir(config: CacheConfig) -> Path:

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -96,6 +97,13 @@ class Replica:
         self.closed = False
         self.storage_closed = False
         self.failure: BaseException | None = None
+        # Counters for metrics (plain ints: an increment on the hot path).
+        self.proposals = 0
+        self.leader_changes = 0
+        self._leader_seen: tuple[int, int] | None = None  # (leader, term) last counted
+        self.recovery_snapshot_index = recovered.snapshot_index
+        self.recovery_entries_replayed = 0
+        self.recovery_seconds = recovered.seconds
 
     def _init_snapshots(self, snapshot_index: int) -> None:
         config, manager, transport = self.config, self.manager, self.transport
@@ -115,7 +123,12 @@ class Replica:
 
     def start(self) -> None:
         """Catch up on the durable log, then start the tick timer and the loop."""
+        started = time.perf_counter()
         self._handle_ready()
+        self.recovery_seconds += time.perf_counter() - started
+        self.recovery_entries_replayed = max(
+            0, self.sm.applied_index - self.recovery_snapshot_index
+        )
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.tick_s, self._on_tick)
         self._task = loop.create_task(self._run())
@@ -233,12 +246,14 @@ class Replica:
         self._check_open()
         command = dataclasses.replace(command, now_ms=self.stamp())
         entry = self.node.propose(encode_command(command))
+        self.proposals += 1
         return await self._await_entry(entry)
 
     async def propose_conf_change(self, change: ConfChange) -> tuple[int, Result]:
         """Propose a membership change on this node (the leader)."""
         self._check_open()
         entry = self.node.propose_conf_change(change)
+        self.proposals += 1
         return await self._await_entry(entry)
 
     async def _await_entry(self, entry: Entry) -> tuple[int, Result]:
@@ -275,6 +290,7 @@ class Replica:
             for message in rd.messages:
                 self._send(message)
             if rd.soft_state is not None:
+                self._count_leader(rd.soft_state.lead)
                 self._on_soft_state(rd.soft_state.role)
             self._apply(rd.committed_entries)
             node.advance(rd)
@@ -316,6 +332,15 @@ class Replica:
             self.sender.send(message)
         elif not self.transport.send(message.to, message):
             self.node.report_unreachable(message.to)
+
+    def _count_leader(self, lead: NodeId | None) -> None:
+        """Count a leader change: a new leader, or the same one elected in a new term."""
+        if lead is None:
+            return
+        seen = (int(lead), int(self.node.raft.term))
+        if seen != self._leader_seen:
+            self._leader_seen = seen
+            self.leader_changes += 1
 
     def _on_soft_state(self, role: Role) -> None:
         if role is not Role.LEADER and len(self.pending):

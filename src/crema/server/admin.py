@@ -33,6 +33,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from crema.histogram import Histogram
 from crema.server.backend import Backend
 from crema.server.session import LATENCY_BUCKETS, Latency, ServerState
 
@@ -46,7 +47,8 @@ MAX_APPLY_LAG = 1000
 """``/health`` fails when the applied index trails the commit index by more than this."""
 
 Extras = Callable[[], Mapping[str, float | None]]
-"""The owner's extra values: ``leader_changes`` (counter), ``recovery_seconds`` (gauge)."""
+"""The owner's extra values: ``leader_changes`` (counter), ``recovery_seconds`` (gauge);
+used only for a backend whose ``status()`` lacks them (a node's status has both)."""
 
 # status key -> (metric name, kind, help)
 _STATUS_METRICS = (
@@ -64,7 +66,35 @@ _STATUS_METRICS = (
     ("snapshots_sent", "snapshot_installs_sent", "counter", "Snapshots sent to lagging followers"),
     ("snapshots_installed", "snapshot_installs_received", "counter",
      "Snapshots received from the leader and installed"),
+    ("proposals", "raft_proposals", "counter", "Entries proposed by this node as leader"),
+    ("forwarded_writes", "forwarded_writes", "counter",
+     "Writes this node forwarded to the leader"),
+    ("forwarded_writes_served", "forwarded_writes_served", "counter",
+     "Writes forwarded to this node by followers and executed here"),
+    ("leader_changes", "raft_leader_changes", "counter",
+     "Leaders seen by this node (a new leader or a new term), counted in the driver loop"),
+    ("last_snapshot_seconds", "checkpoint_last_duration_seconds", "gauge",
+     "Seconds the last snapshot written by this node took"),
+    ("last_snapshot_size", "checkpoint_last_size_bytes", "gauge",
+     "File size of the last snapshot written by this node"),
+    ("last_snapshot_entries", "checkpoint_last_entries", "gauge",
+     "Entries in the last snapshot written by this node"),
+    ("last_snapshot_compression_ratio", "checkpoint_last_compression_ratio", "gauge",
+     "Keys plus values over file size of the last snapshot written (0: none yet)"),
+    ("recovery_snapshot_index", "recovery_snapshot_index", "gauge",
+     "Index of the snapshot restored at start (0: none)"),
+    ("recovery_entries_replayed", "recovery_entries_replayed", "gauge",
+     "Committed log entries replayed at start after the snapshot"),
+    ("recovery_seconds", "recovery_duration_seconds", "gauge",
+     "Seconds to open the log, restore the snapshot and replay the committed log"),
 )  # fmt: skip
+
+# histogram name (from the backend's histograms()) -> (metric name, help)
+_HISTOGRAMS = {
+    "wal_fsync_seconds": ("crema_wal_fsync_duration_seconds", "Seconds each WAL fsync took"),
+    "checkpoint_seconds": ("crema_checkpoint_duration_seconds",
+                           "Seconds each snapshot written by this node took"),
+}  # fmt: skip
 
 
 class StatusCollector(Collector):
@@ -85,6 +115,9 @@ class StatusCollector(Collector):
         yield GaugeMetricFamily("crema_cache_entries",
                                 "Entries stored (expired ones not yet purged included)",
                                 value=len(self._backend.state_machine))  # fmt: skip
+        yield GaugeMetricFamily("crema_cache_bytes",
+                                "Bytes of keys plus values stored (no per-entry overhead)",
+                                value=self._backend.state_machine.nbytes)  # fmt: skip
         commands = CounterMetricFamily("crema_commands", "Commands run, by name and result",
                                        labels=["command", "result"])  # fmt: skip
         for name, calls in sorted(stats.calls.items()):
@@ -117,12 +150,18 @@ class StatusCollector(Collector):
                                 value=leader or 0)  # fmt: skip
         yield GaugeMetricFamily("crema_raft_voters", "Voting members",
                                 value=len(status.get("voters", ())))  # fmt: skip
+        histograms: Callable[[], Mapping[str, Histogram]] | None = getattr(
+            self._backend, "histograms", None
+        )
+        for key, histogram in sorted((histograms() if histograms else {}).items()):
+            if key in _HISTOGRAMS:
+                yield _plain_histogram(*_HISTOGRAMS[key], histogram)
         extras = self._extras() if self._extras is not None else {}
-        if extras.get("leader_changes") is not None:
+        if "leader_changes" not in status and extras.get("leader_changes") is not None:
             yield CounterMetricFamily("crema_raft_leader_changes",
                                       "Leader changes seen by this node",
                                       value=extras["leader_changes"])  # fmt: skip
-        if extras.get("recovery_seconds") is not None:
+        if "recovery_seconds" not in status and extras.get("recovery_seconds") is not None:
             yield GaugeMetricFamily("crema_recovery_duration_seconds",
                                     "Seconds from start until the local log was replayed",
                                     value=extras["recovery_seconds"])  # fmt: skip
@@ -136,6 +175,16 @@ def _histogram(name: str, documentation: str, latency: Latency) -> HistogramMetr
         buckets.append((repr(bound), cumulative))
     buckets.append(("+Inf", cumulative + latency.counts[-1]))
     return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=latency.total)
+
+
+def _plain_histogram(name: str, documentation: str, hist: Histogram) -> HistogramMetricFamily:
+    buckets: list[tuple[str, float]] = []
+    cumulative = 0
+    for bound, count in zip(hist.bounds, hist.counts, strict=False):
+        cumulative += count
+        buckets.append((repr(bound), cumulative))
+    buckets.append(("+Inf", cumulative + hist.counts[-1]))
+    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=hist.total)
 
 
 def health(status: Mapping[str, Any]) -> tuple[bool, str]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crema.errors import CompactedError, ConfigError, EntryUnavailableError, StorageError
+from crema.histogram import Histogram
 from crema.raft.types import ConfState, Entry, HardState, Index, SnapshotMeta, Term
 from crema.storage import record
 from crema.storage.reader import RecentEntries, RecordReader
@@ -394,6 +395,11 @@ class DiskStorage:
         return removals
 
     # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def fsync_latency(self) -> Histogram:
+        """Seconds each fsync of the active segment took (a live histogram, not a copy)."""
+        return self._writer.fsync_latency
 
     def stats(self) -> WalStats:
         """Counters for metrics and the benchmark."""

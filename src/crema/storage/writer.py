@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import enum
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from crema.histogram import FSYNC_BUCKETS, Histogram
 from crema.storage.record import SegmentState
 from crema.storage.segment import create_segment
 
@@ -43,6 +45,7 @@ class SegmentWriter:
         seq: sequence number of the active segment.
         size: its size, including what is staged but not written yet.
         written: how much of it has been handed to the OS (readable by ``pread``).
+        fsync_latency: seconds each ``fsync`` of a segment took.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class SegmentWriter:
         self.size = self.written = 0
         self.staged_seq = self.durable_seq = 0
         self.records = self.bytes_written = self.fsyncs = 0
+        self.fsync_latency = Histogram(FSYNC_BUCKETS)
         self._last_fsync = clock()
 
     def open_active(self, seq: int, path: Path, size: int) -> None:
@@ -122,7 +126,9 @@ class SegmentWriter:
         if self.durable_seq == self.staged_seq:
             return self.durable_seq
         if self.durable:
+            started = time.perf_counter()
             os.fsync(self._fd)
+            self.fsync_latency.observe(time.perf_counter() - started)
             self.fsyncs += 1
             self._last_fsync = self._clock()
         self.durable_seq = self.staged_seq
