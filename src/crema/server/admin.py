@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from crema.histogram import Histogram
 from crema.server.backend import Backend
-from crema.server.session import LATENCY_BUCKETS, Latency, ServerState
+from crema.server.session import ServerState
 
 __all__ = ["MAX_APPLY_LAG", "AdminServer", "StatusCollector", "health"]
 
@@ -155,7 +155,7 @@ class StatusCollector(Collector):
         )
         for key, histogram in sorted((histograms() if histograms else {}).items()):
             if key in _HISTOGRAMS:
-                yield _plain_histogram(*_HISTOGRAMS[key], histogram)
+                yield _histogram(*_HISTOGRAMS[key], histogram)
         extras = self._extras() if self._extras is not None else {}
         if "leader_changes" not in status and extras.get("leader_changes") is not None:
             yield CounterMetricFamily("crema_raft_leader_changes",
@@ -167,17 +167,7 @@ class StatusCollector(Collector):
                                     value=extras["recovery_seconds"])  # fmt: skip
 
 
-def _histogram(name: str, documentation: str, latency: Latency) -> HistogramMetricFamily:
-    buckets: list[tuple[str, float]] = []
-    cumulative = 0
-    for bound, count in zip(LATENCY_BUCKETS, latency.counts, strict=False):
-        cumulative += count
-        buckets.append((repr(bound), cumulative))
-    buckets.append(("+Inf", cumulative + latency.counts[-1]))
-    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=latency.total)
-
-
-def _plain_histogram(name: str, documentation: str, hist: Histogram) -> HistogramMetricFamily:
+def _histogram(name: str, documentation: str, hist: Histogram) -> HistogramMetricFamily:
     buckets: list[tuple[str, float]] = []
     cumulative = 0
     for bound, count in zip(hist.bounds, hist.counts, strict=False):

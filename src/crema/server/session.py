@@ -9,13 +9,13 @@ authentication, read mode, and the ticket of the batch being served.
 
 from __future__ import annotations
 
-import bisect
 import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from crema.histogram import Histogram
 from crema.server.backend import Backend
 from crema.server.read_barrier import ReadBarrier
 
@@ -23,12 +23,12 @@ __all__ = [
     "LATENCY_BUCKETS",
     "READ_MODES",
     "CheckpointCallback",
-    "Latency",
     "MembershipOps",
     "ServerState",
     "Session",
     "ShutdownCallback",
     "Stats",
+    "latency_histogram",
 ]
 
 READ_MODES = ("linearizable", "local")
@@ -46,17 +46,9 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 """Upper bounds (seconds) of the latency histogram buckets; one more bucket catches the rest."""
 
 
-@dataclass(slots=True)
-class Latency:
-    """A latency histogram: counts per :data:`LATENCY_BUCKETS` bucket and the sum."""
-
-    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
-    total: float = 0.0
-
-    def observe(self, seconds: float) -> None:
-        """Count one observation."""
-        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.total += seconds
+def latency_histogram() -> Histogram:
+    """A latency histogram over :data:`LATENCY_BUCKETS`."""
+    return Histogram(LATENCY_BUCKETS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +82,9 @@ class Stats:
     """Commands run, by name (unknown commands and NOAUTH refusals are not counted here)."""
     failed_calls: dict[str, int] = field(default_factory=dict)
     """Commands that replied with an error, by name."""
-    write_latency: Latency = field(default_factory=Latency)
+    write_latency: Histogram = field(default_factory=latency_histogram)
     """Seconds from proposing a write to its result (failures included)."""
-    read_wait: Latency = field(default_factory=Latency)
+    read_wait: Histogram = field(default_factory=latency_histogram)
     """Seconds a linearizable read waited for its read barrier (when it had to wait)."""
 
 
