@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crema.cache.codec import encode_command
-from crema.cache.commands import Command
+from crema.cache.commands import Command, Set, set_unchecked
 from crema.cache.results import CommandFailure, Result
 from crema.cache.store import EntriesView
 from crema.checkpoint import CheckpointManager, CheckpointPolicy
@@ -50,6 +50,11 @@ from crema.transport.tcp import TcpTransport
 log = logging.getLogger("crema.node")
 
 ClockMs = Callable[[], int]
+
+
+def _time_out(fut: asyncio.Future[Any], index: int, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(WriteTimeoutError(f"write at index {index} not confirmed in {timeout} s"))
 
 
 class Replica:
@@ -244,10 +249,21 @@ class Replica:
             WriteTimeoutError, LeadershipLostError: proposed, outcome unknown.
         """
         self._check_open()
-        command = dataclasses.replace(command, now_ms=self.stamp())
+        stamp = self.stamp()
+        kept: Set | None = None
+        if type(command) is Set:  # the hot path: fields checked when it was built
+            c = command
+            expiry = c.expiry_ms if c.expiry_ms is None else int(c.expiry_ms)
+            command = kept = set_unchecked(
+                c.key, c.value, stamp, expiry, c.condition, c.keep_ttl, c.get
+            )
+        else:
+            command = dataclasses.replace(command, now_ms=stamp)
         entry = self.node.propose(encode_command(command))
         self.proposals += 1
-        return await self._await_entry(entry)
+        # A SET is applied from ``kept`` on this node: its fields are exactly what
+        # decoding the entry gives (bytes, bytes, plain ints, the enum, bools).
+        return await self._await_entry(entry, kept)
 
     async def propose_conf_change(self, change: ConfChange) -> tuple[int, Result]:
         """Propose a membership change on this node (the leader)."""
@@ -256,15 +272,20 @@ class Replica:
         self.proposals += 1
         return await self._await_entry(entry)
 
-    async def _await_entry(self, entry: Entry) -> tuple[int, Result]:
-        fut = self.pending.add(entry.index, entry.term)
+    async def _await_entry(
+        self, entry: Entry, command: Command | None = None
+    ) -> tuple[int, Result]:
+        fut = self.pending.add(entry.index, entry.term, command)
         self._wake.set()
+        # One timer per write instead of asyncio.wait_for (which adds a waiter
+        # future and callbacks); cancelling the awaiting task still cancels ``fut``.
+        timer = asyncio.get_running_loop().call_later(
+            self.write_timeout, _time_out, fut, entry.index, self.write_timeout
+        )
         try:
-            result = await asyncio.wait_for(fut, self.write_timeout)
-        except TimeoutError:
-            raise WriteTimeoutError(
-                f"write at index {entry.index} not confirmed in {self.write_timeout} s"
-            ) from None
+            result = await fut
+        finally:
+            timer.cancel()
         return entry.index, result
 
     def _check_open(self) -> None:
@@ -349,7 +370,7 @@ class Replica:
         self.leader_changed = asyncio.Event()
 
     def _apply(self, entries: list[Entry]) -> None:
-        sm = self.sm
+        sm, pending = self.sm, self.pending
         for entry in entries:
             if entry.index <= sm.applied_index:
                 continue
@@ -357,13 +378,17 @@ class Replica:
             if entry.type is EntryType.CONF_CHANGE:
                 self._apply_conf_change(entry)
                 sm.mark_applied(entry.index, entry.term)
+            elif (command := pending.command(entry.index, entry.term)) is not None:
+                # This node proposed this very entry (same index and term): apply the
+                # SET it encoded rather than decode it again (see propose_command).
+                result = sm.apply(entry.index, entry.term, command)  # type: ignore[arg-type]
             else:
                 try:
                     result = sm.apply_encoded(entry.index, entry.term, entry.data)
                 except CommandDecodeError as exc:
                     sm.mark_applied(entry.index, entry.term)
                     result = CommandFailure(f"ERR {exc}")
-            self.pending.applied(entry.index, entry.term, result)
+            pending.applied(entry.index, entry.term, result)
 
     def _apply_conf_change(self, entry: Entry) -> None:
         change = ConfChange.decode(entry.data)
