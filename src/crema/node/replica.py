@@ -307,8 +307,11 @@ class Replica:
         round_done = False
         while node.has_ready():
             rd = node.ready()
+            messages, early = rd.messages, rd.early_messages
+            for message in messages[:early]:
+                self._send(message)  # the leader's appends overlap its fsync (§10.2.1)
             self._persist(rd)
-            for message in rd.messages:
+            for message in messages[early:] if early else messages:
                 self._send(message)
             if rd.soft_state is not None:
                 self._count_leader(rd.soft_state.lead)
