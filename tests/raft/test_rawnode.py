@@ -240,3 +240,53 @@ def test_commit_beyond_log_is_refused() -> None:
     storage.set_hard_state(HardState(Term(1), None, Index(5)))
     with pytest.raises(RuntimeError):
         RawNode(RaftConfig(id=NodeId(1)), storage, random.Random(0))
+
+
+def _commit_on_leader(c: Cluster) -> tuple[RawNode, int]:
+    """Propose one entry on leader 1 and bring its commit back, holding the broadcast."""
+    node = c.node(1)
+    entry = node.propose(b"x")
+    rd = node.ready()
+    c.nodes[1].storage.append(rd.entries)
+    node.advance(rd)
+    for m in rd.messages:
+        c.node(m.to).step(m)
+        follower = c.node(m.to).ready()
+        c.nodes[m.to].storage.append(follower.entries)
+        c.node(m.to).advance(follower)
+        for resp in follower.messages:
+            node.step(resp)
+    return node, entry.index
+
+
+def test_hold_commit_defers_commit_only_appends() -> None:
+    """With hold_commit a new commit index is not broadcast alone; later it is."""
+    c = Cluster([1, 2, 3])
+    c.campaign(1)
+    c.stabilize()
+    node, index = _commit_on_leader(c)
+    assert node.commit_held()
+    rd = node.ready(hold_commit=True)
+    assert rd.messages == []
+    assert [e.index for e in rd.committed_entries] == [index]
+    node.advance(rd)
+    assert not node.has_ready(hold_commit=True)
+    assert node.has_ready()
+    rd = node.ready()
+    assert sorted(m.to for m in rd.messages) == [2, 3]
+    assert all(m.type is T.APP and not m.entries and m.commit == index for m in rd.messages)
+    assert not node.commit_held()
+
+
+def test_held_commit_rides_with_the_next_entries() -> None:
+    """A held commit goes out with the next proposal's appends, not in appends of its own."""
+    c = Cluster([1, 2, 3])
+    c.campaign(1)
+    c.stabilize()
+    node, index = _commit_on_leader(c)
+    node.advance(node.ready(hold_commit=True))
+    node.propose(b"y")
+    rd = node.ready(hold_commit=True)
+    assert len(rd.messages) == 2
+    assert all(m.entries and m.commit == index for m in rd.messages)
+    assert not node.commit_held()

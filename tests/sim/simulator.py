@@ -175,9 +175,9 @@ class Simulation:
                 self.stats.snapshots_sent += 1
             node.raw.step(m)
 
-    def handle_ready(self, node: SimNode) -> None:
+    def handle_ready(self, node: SimNode, hold_commit: bool = False) -> None:
         """Persist, send, apply, advance; possibly crash in the middle."""
-        rd = node.raw.ready()
+        rd = node.raw.ready(hold_commit)
         outgoing = node.outgoing(rd)
         early = rd.early_messages
         for m, payload in outgoing[:early]:
@@ -272,8 +272,10 @@ class Simulation:
         if self.faults:
             self._run_clients()
         for node in list(self.nodes.values()):
-            if node.id in self.nodes and node.raw.has_ready():
-                self.handle_ready(node)
+            # Like the runtime, sometimes hold a commit-only broadcast for later.
+            hold = self.p.hold_commit and self.rng.random() < 0.5
+            if node.id in self.nodes and node.raw.has_ready(hold):
+                self.handle_ready(node, hold)
         checks.after_step(self)
 
     def _inject_faults(self) -> None:

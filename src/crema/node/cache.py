@@ -129,6 +129,7 @@ class DistributedCache:
         transport = _make_transport(config, transport_config, holder)
         replica = Replica(config, recovered, manager, transport, clock)
         holder.append(replica)
+        transport.set_handlers(replica.on_message, replica.on_drained)
         router = Router(replica)
         forwarder = Forwarder(config.node_id, transport, router.serve_forwarded)
         router.forwarder = forwarder

@@ -101,6 +101,8 @@ class Raft:
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = config.election_tick
         self.bcast_pending = False
+        self.commit_pending = False
+        """Leader: the commit index advanced and followers were not told yet."""
         self.become_follower(self.term, None)
 
     # -- state -------------------------------------------------------------------
@@ -129,6 +131,7 @@ class Raft:
         self.read_only.reset()
         self.pending_reads = []
         self.bcast_pending = False
+        self.commit_pending = False
 
     def reset_progress(self) -> None:
         """Forget what we knew of every peer's log (a new term or a new membership)."""
@@ -348,9 +351,11 @@ class Raft:
             NotLeaderError: this node is not the leader (``leader_hint`` says who is).
             ProposalDroppedError: a leadership transfer is in progress.
         """
-        if self.role is not Role.LEADER or self.lead_transferee is not None:
-            self._check_proposal()
-        elif self.id not in self.progress:
+        if (
+            self.role is not Role.LEADER
+            or self.lead_transferee is not None
+            or self.id not in self.progress
+        ):
             self._check_proposal()
         log = self.log
         unstable = log.unstable
@@ -402,7 +407,7 @@ class Raft:
             return
         mine = self.progress.get(self.id)
         if mine is not None and mine.maybe_update(index) and replication.maybe_commit(self):
-            self.bcast_pending = True
+            self.commit_pending = True
 
     def read_index(self, context: bytes) -> None:
         """Request a linearizable read; a ``ReadState`` with ``context`` follows.

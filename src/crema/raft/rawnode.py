@@ -53,7 +53,6 @@ from crema.raft.types import (
     Term,
 )
 
-
 _APP = MessageType.APP
 _HEARTBEAT = MessageType.HEARTBEAT
 
@@ -265,16 +264,23 @@ class RawNode:
     def _soft_state(self) -> SoftState:
         return SoftState(self.raft.lead, self.raft.role)
 
-    def _flush(self) -> None:
+    def _flush(self, hold_commit: bool) -> None:
         raft = self.raft
-        if raft.bcast_pending:
-            raft.bcast_pending = False
+        if raft.bcast_pending or (raft.commit_pending and not hold_commit):
+            raft.bcast_pending = raft.commit_pending = False
             if raft.role is Role.LEADER:
                 replication.bcast_append(raft)
 
-    def has_ready(self) -> bool:
-        """Whether :meth:`ready` has something to hand out."""
-        self._flush()
+    def has_ready(self, hold_commit: bool = False) -> bool:
+        """Whether :meth:`ready` has something to hand out.
+
+        Args:
+            hold_commit: leave a new commit index unsent when no new entries go
+                out (the runtime sends it a moment later with :meth:`ready`
+                without ``hold_commit``, so that one append covers several
+                commits, or rides along with the next entries).
+        """
+        self._flush(hold_commit)
         raft = self.raft
         log = raft.log
         return bool(
@@ -290,9 +296,17 @@ class RawNode:
             or self._prev_soft.role is not raft.role
         )
 
-    def ready(self) -> Ready:
-        """Collect the work to do; call :meth:`advance` with it once done."""
-        self._flush()
+    def commit_held(self) -> bool:
+        """Whether a new commit index waits to be sent (see ``hold_commit``)."""
+        return self.raft.commit_pending
+
+    def ready(self, hold_commit: bool = False) -> Ready:
+        """Collect the work to do; call :meth:`advance` with it once done.
+
+        Args:
+            hold_commit: as for :meth:`has_ready`.
+        """
+        self._flush(hold_commit)
         raft = self.raft
         log = raft.log
         hard = raft.hard_state()

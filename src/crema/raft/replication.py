@@ -159,7 +159,7 @@ def _handle_append_response(r: Raft, m: Message, pr: Progress) -> None:
     else:
         pr.inflights.free_le(m.index)
     if maybe_commit(r):
-        r.bcast_pending = True
+        r.commit_pending = True
     elif was_paused:
         send_append(r, m.frm)
     while send_append(r, m.frm, send_if_empty=False):
