@@ -37,7 +37,7 @@ from typing import Any
 
 from crema.cache.commands import MSet
 from crema.node import DistributedCache
-from crema.node.__main__ import ExtraOps, parse_args, run
+from crema.node.__main__ import ExtraOps, parse_args, run_node
 
 VALUE = b"v" * 100
 
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (or, as a child process, one node)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "node":
-        asyncio.run(run(parse_args(argv[1:]), OPS))
+        run_node(parse_args(argv[1:]), OPS)
         return 0
     if argv and argv[0] == "pso-node":
         pso_node(argv[1:])

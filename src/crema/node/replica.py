@@ -181,6 +181,8 @@ class Replica:
                     self.pending.expire(now, self.write_timeout)
                 self.reads.poll(self.node, now)
                 self._handle_ready()
+                if ticks:  # the policy's time trigger (applies trigger it too)
+                    self.checkpointer.maybe_start(self.view, self.sm.applied_index)
             except Exception as exc:  # a storage failure: stop serving, loudly
                 self._fail(exc)
 
@@ -335,7 +337,7 @@ class Replica:
 
     def _handle_ready(self, hold_commit: bool = False) -> None:
         node = self.node
-        round_done = False
+        round_done = applied_any = False
         while node.has_ready(hold_commit):
             rd = node.ready(hold_commit)
             messages, early = rd.messages, rd.early_messages
@@ -347,15 +349,20 @@ class Replica:
             if rd.soft_state is not None:
                 self._count_leader(rd.soft_state.lead)
                 self._on_soft_state(rd.soft_state.role)
-            self._apply(rd.committed_entries)
+            committed = rd.committed_entries
+            if committed:
+                self._apply(committed)
             node.advance(rd)
-            applied = self.sm.applied_index
-            round_done |= self.reads.on_read_states(rd.read_states, applied)
-            self.reads.release(applied)
-            self.applied_waiters.release(applied)
+            if committed or rd.read_states or rd.snapshot is not None:
+                applied_any = True
+                applied = self.sm.applied_index
+                round_done |= self.reads.on_read_states(rd.read_states, applied)
+                self.reads.release(applied)
+                self.applied_waiters.release(applied)
         if round_done and self.reads.wants_round():
             self._wake.set()  # reads queued behind the finished round go now
-        self.checkpointer.maybe_start(self.view, self.sm.applied_index)
+        if applied_any:
+            self.checkpointer.maybe_start(self.view, self.sm.applied_index)
 
     def _persist(self, rd: Ready) -> None:
         storage = self.storage

@@ -158,11 +158,14 @@ def _handle_append_response(r: Raft, m: Message, pr: Progress) -> None:
             pr.become_replicate()
     else:
         pr.inflights.free_le(m.index)
-    if maybe_commit(r):
+    log = r.log
+    # Only this follower's match moved: nothing new can commit unless it passed
+    # the commit index.
+    if pr.match > log.committed and maybe_commit(r):
         r.commit_pending = True
     elif was_paused:
         send_append(r, m.frm)
-    while send_append(r, m.frm, send_if_empty=False):
+    while pr.next <= log.last_index() and send_append(r, m.frm, send_if_empty=False):
         pass
     if m.frm == r.lead_transferee and pr.match == r.log.last_index():
         send_timeout_now(r, m.frm)

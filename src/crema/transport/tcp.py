@@ -35,6 +35,7 @@ from crema.transport.codec import (
     decode,
     encode,
     encode_frame,
+    encode_message_frame,
 )
 from crema.transport.config import TransportConfig, parse_addr
 from crema.transport.conn import FrameReader, accept, close_writer, set_nodelay
@@ -280,8 +281,13 @@ class TcpTransport:
             FrameTooLargeError: the encoded item exceeds ``max_frame`` (a caller bug).
             ValueError, TypeError: ``item`` is not a sendable payload.
         """
-        frame = self._frame(item)
-        peer = self._peers.get(NodeId(to))
+        if type(item) is Message:  # the hot path
+            if item.frm != self.node_id:
+                raise ValueError(f"message from {item.frm} sent by node {self.node_id}")
+            frame = encode_message_frame(item, self._config.max_frame)
+        else:
+            frame = self._frame(item)
+        peer: _Peer | None = self._peers.get(to)  # type: ignore[call-overload]
         if peer is None:
             self._dropped_unknown += 1
             return False
