@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 from types import ModuleType
 
@@ -53,3 +54,14 @@ def test_auto_uses_uvloop_when_installed() -> None:
         assert loop.run_until_complete(asyncio.sleep(0, result=7)) == 7
     finally:
         loop.close()
+
+
+def test_tune_gc_raises_gen0_and_freezes() -> None:
+    before = gc.get_threshold()
+    try:
+        node_main.tune_gc(12_345)
+        assert gc.get_threshold() == (12_345, *before[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -154,9 +154,7 @@ async def run(args: argparse.Namespace, extra: ExtraOps | None = None) -> None:
     transport = TransportConfig(backoff_initial=0.02, backoff_max=0.5)
     cache = await DistributedCache.create(config_from(args), transport_config=transport)
     if args.gc_gen0 > 0:
-        gc.collect()
-        gc.freeze()  # what recovery built lives long: later collections skip it
-        gc.set_threshold(args.gc_gen0, *gc.get_threshold()[1:])
+        tune_gc(args.gc_gen0)
     host, _, port = args.control.rpartition(":")
     server = await asyncio.start_server(
         lambda r, w: _serve_client(cache, ops, r, w), host, int(port), limit=1 << 24
@@ -168,6 +166,13 @@ async def run(args: argparse.Namespace, extra: ExtraOps | None = None) -> None:
     await stdin_closed.wait()
     server.close()
     await cache.shutdown()
+
+
+def tune_gc(gen0: int) -> None:
+    """Freeze what is alive now (recovery's long-lived state), raise the gen-0 threshold."""
+    gc.collect()
+    gc.freeze()  # later collections skip these objects
+    gc.set_threshold(gen0, *gc.get_threshold()[1:])
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
