@@ -46,7 +46,16 @@ from crema.raft.messages import TRANSFER_CONTEXT, VOTE_REQUESTS, Message, Messag
 from crema.raft.progress import Progress
 from crema.raft.read_only import ReadOnly, ReadState
 from crema.raft.storage import Storage
-from crema.raft.types import ConfState, Entry, EntryType, HardState, Index, NodeId, Term
+from crema.raft.types import (
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Index,
+    NodeId,
+    Term,
+    entry_unchecked,
+)
 
 _APP = MessageType.APP
 _HEARTBEAT = MessageType.HEARTBEAT
@@ -361,7 +370,7 @@ class Raft:
         unstable = log.unstable
         # Hot path: plain ints (Index() is a Python-level call).
         index: Index = log.unstable_offset + len(unstable)  # type: ignore[assignment]
-        entry = Entry(index, self.term, _NORMAL, data)
+        entry = entry_unchecked(index, self.term, _NORMAL, data)  # index >= 1, term >= 0
         unstable.append(entry)
         # Our own replica counts once the runtime reports the entry durable
         # (persisted_to): the leader sends before its fsync (thesis §10.2.1).
