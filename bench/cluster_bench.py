@@ -16,7 +16,11 @@ node's, not a client protocol's. Reported:
   (SIGKILL, respawn: time to READY, i.e. recovered and serving local reads,
   and time until caught up with the leader);
 * the same write load on a 3-node PySyncObj ``ReplDict`` cluster (in-memory
-  journal), as a ratio.
+  journal), as a ratio;
+* CPU time per write of the leader and the followers (user + system).
+
+The nodes run on uvloop when it is installed (the ``bench`` extra) and with a
+gen-0 GC threshold of 50,000 (``--gc-gen0``; 0 keeps Python's default).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from typing import Any
 
 from crema.cache.commands import MSet
 from crema.node import DistributedCache
-from crema.node.__main__ import ExtraOps, parse_args, run
+from crema.node.__main__ import ExtraOps, parse_args, run_node
 
 VALUE = b"v" * 100
 
@@ -160,7 +164,14 @@ async def op_fill_log(cache: DistributedCache, req: dict[str, Any]) -> int:
     return cache.raft_index()
 
 
+async def op_cpu(cache: DistributedCache, req: dict[str, Any]) -> float:
+    """CPU seconds (user + system) this node process used so far."""
+    t = os.times()
+    return t.user + t.system
+
+
 OPS: ExtraOps = {
+    "cpu": op_cpu,
     "writes": op_writes,
     "reads": op_reads,
     "load": op_load,
@@ -218,11 +229,13 @@ def _ports(n: int) -> list[int]:
     return ports
 
 
-def _node_argv(i: int, peers: str, addr: str, data: Path, threshold: int) -> list[str]:
+def _node_argv(
+    i: int, peers: str, addr: str, data: Path, threshold: int, gc_gen0: int = 0
+) -> list[str]:
     return [
         "node", "--id", str(i), "--addr", addr, "--peers", peers, "--data", str(data / f"n{i}"),
         "--fsync", "always", "--log-threshold", str(threshold), "--trailing", "20000",
-        "--write-timeout", "30",
+        "--write-timeout", "30", "--gc-gen0", str(gc_gen0),
     ]  # fmt: skip
 
 
@@ -236,19 +249,25 @@ def _leader(procs: dict[int, Proc]) -> int:
     raise RuntimeError("no leader")
 
 
-def bench_crema(data: Path, entries: int, seconds: float) -> dict[str, Any]:
+def bench_crema(data: Path, entries: int, seconds: float, gc_gen0: int = 0) -> dict[str, Any]:
     """Every crema figure, in one cluster run."""
     ports = _ports(3)
     addrs = {i + 1: f"127.0.0.1:{p}" for i, p in enumerate(ports)}
     peers = ",".join(f"{i}={a}" for i, a in addrs.items())
     threshold = 10_000_000
-    argv = {i: _node_argv(i, peers, a, data, threshold) for i, a in addrs.items()}
+    argv = {i: _node_argv(i, peers, a, data, threshold, gc_gen0) for i, a in addrs.items()}
     procs = {i: Proc(argv[i]) for i in addrs}
     out: dict[str, Any] = {}
     try:
         lead = procs[_leader(procs)]
         for writers in (1, 16, 256, 4096):
-            out[f"writes_{writers}"] = lead.call("writes", writers=writers, seconds=seconds)
+            before = {i: p.call("cpu") for i, p in procs.items()}
+            result = lead.call("writes", writers=writers, seconds=seconds)
+            used = {i: p.call("cpu") - before[i] for i, p in procs.items()}
+            n = max(1, result["ops"])
+            result["leader_cpu_us"] = used.pop(next(i for i in procs if procs[i] is lead)) / n * 1e6
+            result["follower_cpu_us"] = sum(used.values()) / len(used) / n * 1e6
+            out[f"writes_{writers}"] = result
         out["reads_16"] = lead.call("reads", readers=16, seconds=seconds)
         t0 = time.perf_counter()
         lead.call("load", n=entries)
@@ -396,6 +415,14 @@ def report(crema: dict[str, Any], pso: dict[str, Any] | None, fsync: float, entr
     stall = crema["stall"]
     lines += [
         "",
+        "CPU per write (user + system, microseconds), leader / mean follower: "
+        + ", ".join(
+            f"{w} writers {crema[f'writes_{w}']['leader_cpu_us']:.0f} / "
+            f"{crema[f'writes_{w}']['follower_cpu_us']:.0f}"
+            for w in (1, 16, 256, 4096)
+        )
+        + f"; node GC gen-0 threshold: {crema.get('gc_gen0') or 'default'}.",
+        "",
         f"- consistent_get, 16 readers: {crema['reads_16']['per_s']:,.0f}/s",
         f"- load of {entries:,} entries (MSET batches of 1,000): {crema['load_s']:.1f} s",
         f"- snapshot of {stall['entries']:,} entries ({stall['size'] / 1e6:.1f} MB) took "
@@ -412,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (or, as a child process, one node)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "node":
-        asyncio.run(run(parse_args(argv[1:]), OPS))
+        run_node(parse_args(argv[1:]), OPS)
         return 0
     if argv and argv[0] == "pso-node":
         pso_node(argv[1:])
@@ -422,10 +449,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--out", default=None)
     p.add_argument("--no-pysyncobj", action="store_true")
+    p.add_argument(
+        "--gc-gen0",
+        type=int,
+        default=50_000,
+        help="the nodes' gen-0 GC threshold (python -m crema.node --gc-gen0; 0: default)",
+    )
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         fsync = fsync_ms(Path(tmp))
-        crema = bench_crema(Path(tmp), args.entries, args.seconds)
+        crema = bench_crema(Path(tmp), args.entries, args.seconds, args.gc_gen0)
+        crema["gc_gen0"] = args.gc_gen0
     pso = None if args.no_pysyncobj else bench_pysyncobj(args.seconds)
     text = report(crema, pso, fsync, args.entries)
     print(text)

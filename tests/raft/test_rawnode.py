@@ -47,14 +47,75 @@ def test_ready_then_advance_leaves_nothing() -> None:
 
 
 def test_committed_entries_come_after_persisted_ones() -> None:
-    """Ready: committed entries were persisted before or in the same Ready (step 1)."""
+    """Ready: the leader counts its own entry only once advance reports it durable."""
     c = Cluster([1])
     c.campaign(1)
+    node = c.node(1)
+    node.propose(b"x")
+    rd = node.ready()
+    assert [e.data for e in rd.entries] == [b"x"]
+    assert rd.committed_entries == []
+    assert rd.must_sync
+    c.nodes[1].storage.append(rd.entries)
+    node.advance(rd)
+    rd = node.ready()
+    assert rd.entries == []
+    assert [e.data for e in rd.committed_entries] == [b"x"]
+
+
+def test_leader_sends_appends_before_persisting() -> None:
+    """A leader's appends may go before its fsync (thesis §10.2.1); they come first."""
+    c = Cluster([1, 2, 3])
+    c.campaign(1)
+    c.stabilize()
+    node = c.node(1)
+    entry = node.propose(b"x")
+    rd = node.ready()
+    assert rd.early_messages == len(rd.messages) == 2
+    assert all(m.type is T.APP and m.entries[-1] == entry for m in rd.messages)
+    # Both followers acknowledge before the leader persisted: a majority without it.
+    for m in rd.messages:
+        c.node(m.to).step(m)
+        follower = c.node(m.to).ready()
+        c.nodes[m.to].storage.append(follower.entries)
+        c.node(m.to).advance(follower)
+        for resp in follower.messages:
+            node.step(resp)
+    assert node.status().commit == entry.index
+
+
+def test_leader_does_not_commit_on_one_follower_before_its_own_fsync() -> None:
+    """With one follower's ack the leader's own durable copy is still needed."""
+    c = Cluster([1, 2, 3])
+    c.campaign(1)
+    c.stabilize()
+    node = c.node(1)
+    entry = node.propose(b"x")
+    rd = node.ready()
+    to_two = next(m for m in rd.messages if m.to == 2)
+    c.node(2).step(to_two)
+    follower = c.node(2).ready()
+    c.nodes[2].storage.append(follower.entries)
+    c.node(2).advance(follower)
+    for resp in follower.messages:
+        node.step(resp)
+    assert node.status().commit < entry.index
+    c.nodes[1].storage.append(rd.entries)
+    node.advance(rd)
+    assert node.status().commit == entry.index
+
+
+def test_follower_responses_wait_for_persistence() -> None:
+    """A follower's append response is never marked early."""
+    c = Cluster([1, 2, 3])
+    c.campaign(1)
+    c.stabilize()
     c.node(1).propose(b"x")
     rd = c.node(1).ready()
-    assert [e.data for e in rd.entries] == [b"x"]
-    assert [e.data for e in rd.committed_entries] == [b"x"]
-    assert rd.must_sync
+    c.node(2).step(next(m for m in rd.messages if m.to == 2))
+    follower = c.node(2).ready()
+    assert [m.type for m in follower.messages] == [T.APP_RESP]
+    assert follower.early_messages == 0
 
 
 def test_restart_keeps_term_vote_and_log() -> None:
@@ -179,3 +240,53 @@ def test_commit_beyond_log_is_refused() -> None:
     storage.set_hard_state(HardState(Term(1), None, Index(5)))
     with pytest.raises(RuntimeError):
         RawNode(RaftConfig(id=NodeId(1)), storage, random.Random(0))
+
+
+def _commit_on_leader(c: Cluster) -> tuple[RawNode, int]:
+    """Propose one entry on leader 1 and bring its commit back, holding the broadcast."""
+    node = c.node(1)
+    entry = node.propose(b"x")
+    rd = node.ready()
+    c.nodes[1].storage.append(rd.entries)
+    node.advance(rd)
+    for m in rd.messages:
+        c.node(m.to).step(m)
+        follower = c.node(m.to).ready()
+        c.nodes[m.to].storage.append(follower.entries)
+        c.node(m.to).advance(follower)
+        for resp in follower.messages:
+            node.step(resp)
+    return node, entry.index
+
+
+def test_hold_commit_defers_commit_only_appends() -> None:
+    """With hold_commit a new commit index is not broadcast alone; later it is."""
+    c = Cluster([1, 2, 3])
+    c.campaign(1)
+    c.stabilize()
+    node, index = _commit_on_leader(c)
+    assert node.commit_held()
+    rd = node.ready(hold_commit=True)
+    assert rd.messages == []
+    assert [e.index for e in rd.committed_entries] == [index]
+    node.advance(rd)
+    assert not node.has_ready(hold_commit=True)
+    assert node.has_ready()
+    rd = node.ready()
+    assert sorted(m.to for m in rd.messages) == [2, 3]
+    assert all(m.type is T.APP and not m.entries and m.commit == index for m in rd.messages)
+    assert not node.commit_held()
+
+
+def test_held_commit_rides_with_the_next_entries() -> None:
+    """A held commit goes out with the next proposal's appends, not in appends of its own."""
+    c = Cluster([1, 2, 3])
+    c.campaign(1)
+    c.stabilize()
+    node, index = _commit_on_leader(c)
+    node.advance(node.ready(hold_commit=True))
+    node.propose(b"y")
+    rd = node.ready(hold_commit=True)
+    assert len(rd.messages) == 2
+    assert all(m.entries and m.commit == index for m in rd.messages)
+    assert not node.commit_held()

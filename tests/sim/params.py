@@ -37,6 +37,7 @@ class SimParams:
     pre_vote: bool = True
     check_quorum: bool = True
     testing_bug: str | None = None
+    hold_commit: bool = False
 
     @classmethod
     def from_seed(cls, seed: int, testing_bug: str | None = None) -> SimParams:
@@ -59,4 +60,5 @@ class SimParams:
             pre_vote=rng.random() < 0.8,
             check_quorum=rng.random() < 0.8,
             testing_bug=testing_bug,
+            hold_commit=rng.random() < 0.5,
         )

@@ -3,7 +3,8 @@
 One run (:func:`run_seed`) derives everything from its seed: the cluster
 size, the fault mix (drops, duplicates, delays that reorder, symmetric and
 asymmetric partitions, crashes that lose unpersisted state, crashes in the
-middle of handling a Ready), membership changes, leadership transfers,
+middle of handling a Ready, including a leader's crash after it sent appends
+and before it persisted them), membership changes, leadership transfers,
 snapshots with log compaction, and client puts/deletes/gets (gets through
 ReadIndex, on leaders and followers). After every step it checks election
 safety, state machine safety and leader completeness, periodically log
@@ -174,19 +175,25 @@ class Simulation:
                 self.stats.snapshots_sent += 1
             node.raw.step(m)
 
-    def handle_ready(self, node: SimNode) -> None:
+    def handle_ready(self, node: SimNode, hold_commit: bool = False) -> None:
         """Persist, send, apply, advance; possibly crash in the middle."""
-        rd = node.raw.ready()
+        rd = node.raw.ready(hold_commit)
+        outgoing = node.outgoing(rd)
+        early = rd.early_messages
+        for m, payload in outgoing[:early]:
+            self.send(m, payload)  # a leader's appends go before its fsync (§10.2.1)
         odds = self.p.crash_rate * self.p.mid_ready_crash * 20
         if self.faults and rd.must_sync and self.rng.random() < odds:
+            # Crash after sending the early messages: before persisting anything,
+            # or persisted but before sending the rest or applying.
             if self.rng.random() < 0.5:
-                node.persist(rd)  # persisted, but crashed before sending or applying
+                node.persist(rd)
             self.crash(node.id, self.rng.randint(20, 200))
             return
         node.persist(rd)
         if rd.soft_state is not None:
             self._on_soft_state(node)
-        for m, payload in node.outgoing(rd):
+        for m, payload in outgoing[early:]:
             self.send(m, payload)
         for entry in rd.committed_entries:
             node.apply(entry)
@@ -265,8 +272,10 @@ class Simulation:
         if self.faults:
             self._run_clients()
         for node in list(self.nodes.values()):
-            if node.id in self.nodes and node.raw.has_ready():
-                self.handle_ready(node)
+            # Like the runtime, sometimes hold a commit-only broadcast for later.
+            hold = self.p.hold_commit and self.rng.random() < 0.5
+            if node.id in self.nodes and node.raw.has_ready(hold):
+                self.handle_ready(node, hold)
         checks.after_step(self)
 
     def _inject_faults(self) -> None:

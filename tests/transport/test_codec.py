@@ -25,6 +25,7 @@ from crema.transport.codec import (
     encode,
     encode_frame,
     encode_message,
+    encode_message_frame,
     kind_of,
 )
 from crema.transport.raft_wire import MAX_ENTRIES
@@ -130,6 +131,23 @@ def test_encode_frame_limits() -> None:
 def test_local_message_cannot_be_encoded() -> None:
     with pytest.raises(ValueError, match="local"):
         encode_message(Message(MessageType.HUP, NodeId(1), NodeId(1)))
+    with pytest.raises(ValueError, match="local"):
+        encode_message_frame(Message(MessageType.BEAT, NodeId(1), NodeId(1)))
+
+
+@given(s.messages)
+def test_message_frame_fast_path_matches_the_general_encoding(msg: Message) -> None:
+    """encode_message_frame gives exactly encode_frame(encode(msg)) and decodes back."""
+    frame = encode_message_frame(msg)
+    assert frame == encode_frame(encode(msg))
+    assert FrameDecoder().feed(frame) == [encode(msg)]
+    assert decode_message(frame[4:]) == msg
+
+
+def test_message_frame_fast_path_limits() -> None:
+    msg = Message(MessageType.APP, NodeId(2), NodeId(1), context=b"x" * 100)
+    with pytest.raises(FrameTooLargeError):
+        encode_message_frame(msg, max_frame=50)
 
 
 def _raw(kind: int, body: Any, version: int = WIRE_VERSION) -> bytes:
@@ -185,6 +203,8 @@ BAD_PAYLOADS = {
         + (b"\x96" + b"\xc0" * 6) * MAX_ARRAY_LEN
     ),
     "deep nesting": b"\x91" * 100_000 + b"\x90",
+    "small deep nesting": b"\x91" * 5_000 + b"\x90",
+    "small: many empty arrays": b"\x93\x01\x0b\xdc\xff\xff" + b"\x90" * 0xFFFF,
 }
 
 

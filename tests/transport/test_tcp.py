@@ -313,3 +313,27 @@ def test_ipv6_addresses() -> None:
             await b.stop()
 
     asyncio.run(main())
+
+
+def test_on_drained_follows_each_batch_of_inbound_items() -> None:
+    """on_drained runs after on_message saw every item of a read, and only then."""
+
+    async def main() -> None:
+        nodes, inboxes = await start_mesh([1, 2])
+        marks: list[int] = []  # items received when on_drained ran
+        box = inboxes[2]
+        nodes[2].set_handlers(box, lambda: marks.append(len(box.items)))
+        try:
+            assert nodes[1].send(2, heartbeat(1, 2, commit=0))
+            await wait_until(lambda: len(marks) == 1)
+            assert marks == [1]
+            for commit in range(1, 51):  # queued in one turn: fewer reads than items
+                nodes[1].send(2, heartbeat(1, 2, commit=commit))
+            await wait_until(lambda: len(box.items) == 51 and marks[-1] == 51)
+            assert [item.commit for _, _, item in box.items] == list(range(51))  # type: ignore[union-attr]
+            assert marks == sorted(marks)
+            assert len(marks) < 51  # batches, not one call per item
+        finally:
+            await stop_all(nodes)
+
+    asyncio.run(main())

@@ -69,6 +69,9 @@ MAX_KEYS_PER_COMMAND: Final = 1 << 20
 _KEEP_TTL: Final = 1
 _GET: Final = 2
 
+_PACK = msgpack.Packer(use_bin_type=True).pack
+"""One reused packer (``pack`` runs in C under the GIL and resets after each call)."""
+
 _UNPACK_ERRORS = (ValueError, TypeError, OverflowError, msgpack.UnpackException)
 
 
@@ -111,10 +114,17 @@ def encode_command(command: Command) -> bytes:
             (the command cannot be proposed; nothing was applied).
         TypeError: ``command`` is not a command.
     """
-    count = _key_count(command)
-    if count > MAX_KEYS_PER_COMMAND:
-        raise CommandTooLargeError(count, MAX_KEYS_PER_COMMAND, "keys")
-    data: bytes = msgpack.packb([VERSION, *_fields(command)], use_bin_type=True)
+    data: bytes
+    if type(command) is Set:  # the hot path: one list, the reused packer
+        c = command
+        flags = (_KEEP_TTL if c.keep_ttl else 0) | (_GET if c.get else 0)
+        # SetCondition is an IntEnum: it packs as its int value.
+        data = _PACK([VERSION, 1, c.now_ms, c.key, c.value, c.expiry_ms, c.condition, flags])
+    else:
+        count = _key_count(command)
+        if count > MAX_KEYS_PER_COMMAND:
+            raise CommandTooLargeError(count, MAX_KEYS_PER_COMMAND, "keys")
+        data = _PACK([VERSION, *_fields(command)])
     if len(data) > MAX_COMMAND_BYTES:
         raise CommandTooLargeError(len(data), MAX_COMMAND_BYTES)
     return data

@@ -209,6 +209,10 @@ class CacheStateMachine:
             self._store.write(key, value, expiry_ms, self._clock)
 
     def _set(self, c: Set) -> Result:
+        if c.condition is _ALWAYS and not c.get and not c.keep_ttl:
+            # A plain SET: nothing depends on the old entry, skip looking it up.
+            self._put(c.key, c.value, c.expiry_ms)
+            return OK
         entry = self._store.live(c.key, self._clock)
         old = None if entry is None else entry[0]
         cond = c.condition

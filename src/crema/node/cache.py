@@ -16,7 +16,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from crema.cache.commands import Clear, Command, Delete, Set
+from crema.cache.commands import Clear, Command, Delete, Set, SetCondition, set_unchecked
 from crema.cache.results import Result
 from crema.cache.state_machine import CacheStateMachine
 from crema.cache.store import EntryLike
@@ -40,6 +40,7 @@ from crema.transport.config import TransportConfig
 from crema.transport.tcp import TcpTransport
 
 KeyLike = bytes | str
+_ALWAYS = SetCondition.ALWAYS
 
 
 def _b(value: KeyLike) -> bytes:
@@ -129,6 +130,7 @@ class DistributedCache:
         transport = _make_transport(config, transport_config, holder)
         replica = Replica(config, recovered, manager, transport, clock)
         holder.append(replica)
+        transport.set_handlers(replica.on_message, replica.on_drained)
         router = Router(replica)
         forwarder = Forwarder(config.node_id, transport, router.serve_forwarded)
         router.forwarder = forwarder
@@ -208,6 +210,14 @@ class DistributedCache:
 
     async def put(self, key: KeyLike, value: KeyLike) -> None:
         """Store ``value`` under ``key`` (with the default TTL, if configured)."""
+        now = self._replica.clock_ms()
+        if self.config.default_ttl is None and type(now) is int and now >= 0:
+            # The hot path: _b gives bytes and the clock a plain int >= 0, which is
+            # everything Set.__post_init__ would check.
+            await self._router.execute(
+                set_unchecked(_b(key), _b(value), now, None, _ALWAYS, False, False)
+            )
+            return
         expiry = self._expiry(None)
         await self.execute(Set(_b(key), _b(value), self.clock_ms(), expiry))
 

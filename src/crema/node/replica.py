@@ -1,11 +1,20 @@
 """The driver loop: one Raft core, its log, the state machine and the transport (layer L2).
 
-Everything here runs in one event loop. Inbound messages are stepped into the
-core as they arrive; a tick timer advances its clock; after either, the loop
-handles every Ready in the fixed order: persist (entries, hard state, one
-fsync when the Ready must sync), send, apply committed entries (resolving the
-futures of proposals by index and term), serve read states, advance. Then
-it considers a checkpoint.
+Everything here runs in one event loop. Inbound Raft messages are stepped
+into the core as they arrive, and once the transport delivered everything one
+read brought in, their Ready is handled in that same callback (one batch, one
+fsync). Proposals schedule one Ready handling for the next loop turn, so the
+proposals of every writer woken in this turn share it. A tick timer wakes the
+driver loop, which advances the core's clock, times out writes and polls
+reads. Every Ready is handled in the fixed order: the leader's early appends,
+persist (entries, hard state, one fsync when the Ready must sync), send,
+apply committed entries (resolving the futures of proposals by index and
+term), serve read states, advance. Then a checkpoint is considered.
+
+A new commit index that no new entry carries is held for one loop turn
+(``hold_commit``): writers woken by the commit propose in that turn, and the
+appends of their entries carry the commit too, instead of one commit-only
+append per follower and commit.
 """
 
 from __future__ import annotations
@@ -29,7 +38,6 @@ from crema.errors import (
     LeadershipLostError,
     RaftError,
     ShutdownError,
-    WriteTimeoutError,
 )
 from crema.node.checkpoints import Checkpointer
 from crema.node.install import SnapshotReceiver, SnapshotSender
@@ -50,11 +58,6 @@ from crema.transport.tcp import TcpTransport
 log = logging.getLogger("crema.node")
 
 ClockMs = Callable[[], int]
-
-
-def _time_out(fut: asyncio.Future[Any], index: int, timeout: float) -> None:
-    if not fut.done():
-        fut.set_exception(WriteTimeoutError(f"write at index {index} not confirmed in {timeout} s"))
 
 
 class Replica:
@@ -92,6 +95,8 @@ class Replica:
         self.leader_changed = asyncio.Event()
         self._last_stamp = 0
         self._wake = asyncio.Event()
+        self._inbound = False  # Raft messages were stepped since the last Ready
+        self._soon = False  # a Ready handling is scheduled for the next loop turn
         self._ticks_due = 0
         self._peer_check = 0
         self._removals: set[asyncio.Task[None]] = set()
@@ -170,15 +175,39 @@ class Replica:
                 ticks, self._ticks_due = min(self._ticks_due, 5), 0
                 for _ in range(ticks):
                     self.node.tick()
+                now = loop.time()
                 if ticks:
                     self._watch_peers()
-                self.reads.poll(self.node, loop.time())
+                    self.pending.expire(now, self.write_timeout)
+                self.reads.poll(self.node, now)
                 self._handle_ready()
+                if ticks:  # the policy's time trigger (applies trigger it too)
+                    self.checkpointer.maybe_start(self.view, self.sm.applied_index)
             except Exception as exc:  # a storage failure: stop serving, loudly
-                log.exception("node %d: driver loop failed", self.id)
-                self.failure = exc
-                self._fail_waiters(LeadershipLostError(f"node failed: {exc}"))
-                self.closed = True
+                self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        log.exception("node %d: driver loop failed", self.id, exc_info=exc)
+        self.failure = exc
+        self._fail_waiters(LeadershipLostError(f"node failed: {exc}"))
+        self.closed = True
+        self._wake.set()
+
+    def _ready_now(self, hold_commit: bool) -> None:
+        """Handle the Ready outside the driver loop (same failure handling)."""
+        try:
+            self._handle_ready(hold_commit)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        if not self._soon and self.node.commit_held():
+            self._soon = True
+            asyncio.get_running_loop().call_soon(self._ready_soon)
+
+    def _ready_soon(self) -> None:
+        self._soon = False
+        if not self.closed:
+            self._ready_now(hold_commit=False)
 
     async def stop(self) -> None:
         """Stop the loop, fail whatever waits, flush the log."""
@@ -213,9 +242,11 @@ class Replica:
         """The transport's callback: route one inbound item."""
         if self.closed:
             return
-        if isinstance(item, Message):
+        if type(item) is Message:
             self._step(item)
-        elif isinstance(item, Forward):
+            self._inbound = True  # handled in on_drained, this same turn
+            return
+        if isinstance(item, Forward):
             self.on_forward(frm, item)
         elif isinstance(item, ForwardResp):
             self.on_forward_resp(item)
@@ -224,6 +255,12 @@ class Replica:
         elif isinstance(item, SnapshotAck):
             self.sender.on_ack(frm, item)
         self._wake.set()
+
+    def on_drained(self) -> None:
+        """The transport's callback after a batch of inbound items: handle their Ready."""
+        if self._inbound and not self.closed:
+            self._inbound = False
+            self._ready_now(hold_commit=True)
 
     def _step(self, message: Message) -> None:
         if message.type is MessageType.SNAP and not self.receiver.ready_for(message.snapshot):
@@ -275,18 +312,14 @@ class Replica:
     async def _await_entry(
         self, entry: Entry, command: Command | None = None
     ) -> tuple[int, Result]:
-        fut = self.pending.add(entry.index, entry.term, command)
-        self._wake.set()
-        # One timer per write instead of asyncio.wait_for (which adds a waiter
-        # future and callbacks); cancelling the awaiting task still cancels ``fut``.
-        timer = asyncio.get_running_loop().call_later(
-            self.write_timeout, _time_out, fut, entry.index, self.write_timeout
-        )
-        try:
-            result = await fut
-        finally:
-            timer.cancel()
-        return entry.index, result
+        loop = asyncio.get_running_loop()
+        # The deadline is checked on ticks (no timer per write); cancelling the
+        # awaiting task cancels ``fut``.
+        fut = self.pending.add(entry.index, entry.term, command, loop.time() + self.write_timeout)
+        if not self._soon:
+            self._soon = True
+            loop.call_soon(self._ready_soon)
+        return entry.index, await fut
 
     def _check_open(self) -> None:
         if self.closed:
@@ -302,26 +335,34 @@ class Replica:
 
     # -- the Ready ------------------------------------------------------------------
 
-    def _handle_ready(self) -> None:
+    def _handle_ready(self, hold_commit: bool = False) -> None:
         node = self.node
-        round_done = False
-        while node.has_ready():
-            rd = node.ready()
+        round_done = applied_any = False
+        while node.has_ready(hold_commit):
+            rd = node.ready(hold_commit)
+            messages, early = rd.messages, rd.early_messages
+            for message in messages[:early]:
+                self._send(message)  # the leader's appends overlap its fsync (§10.2.1)
             self._persist(rd)
-            for message in rd.messages:
+            for message in messages[early:] if early else messages:
                 self._send(message)
             if rd.soft_state is not None:
                 self._count_leader(rd.soft_state.lead)
                 self._on_soft_state(rd.soft_state.role)
-            self._apply(rd.committed_entries)
+            committed = rd.committed_entries
+            if committed:
+                self._apply(committed)
             node.advance(rd)
-            applied = self.sm.applied_index
-            round_done |= self.reads.on_read_states(rd.read_states, applied)
-            self.reads.release(applied)
-            self.applied_waiters.release(applied)
+            if committed or rd.read_states or rd.snapshot is not None:
+                applied_any = True
+                applied = self.sm.applied_index
+                round_done |= self.reads.on_read_states(rd.read_states, applied)
+                self.reads.release(applied)
+                self.applied_waiters.release(applied)
         if round_done and self.reads.wants_round():
             self._wake.set()  # reads queued behind the finished round go now
-        self.checkpointer.maybe_start(self.view, self.sm.applied_index)
+        if applied_any:
+            self.checkpointer.maybe_start(self.view, self.sm.applied_index)
 
     def _persist(self, rd: Ready) -> None:
         storage = self.storage

@@ -14,6 +14,9 @@ Invariants (checked by the simulation in ``tests/sim`` after every step):
   candidate whose log is at least as up-to-date (§5.4.1).
 * Commitment (§5.4.2): the leader commits by counting replicas only entries
   of its own term; each new leader appends an empty entry to get there.
+  The leader counts its own replica of an entry only once the runtime reports
+  it durable (``persisted_to``), so it may send appends before its own fsync
+  (thesis §10.2.1).
 * Membership: one change at a time; a change takes effect when applied; a
   new conf change is refused while an earlier one is unapplied; a node with
   unapplied conf changes does not campaign; a leader removed (or demoted)
@@ -43,7 +46,16 @@ from crema.raft.messages import TRANSFER_CONTEXT, VOTE_REQUESTS, Message, Messag
 from crema.raft.progress import Progress
 from crema.raft.read_only import ReadOnly, ReadState
 from crema.raft.storage import Storage
-from crema.raft.types import ConfState, Entry, EntryType, HardState, Index, NodeId, Term
+from crema.raft.types import (
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Index,
+    NodeId,
+    Term,
+    entry_unchecked,
+)
 
 _APP = MessageType.APP
 _HEARTBEAT = MessageType.HEARTBEAT
@@ -98,6 +110,8 @@ class Raft:
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = config.election_tick
         self.bcast_pending = False
+        self.commit_pending = False
+        """Leader: the commit index advanced and followers were not told yet."""
         self.become_follower(self.term, None)
 
     # -- state -------------------------------------------------------------------
@@ -126,6 +140,7 @@ class Raft:
         self.read_only.reset()
         self.pending_reads = []
         self.bcast_pending = False
+        self.commit_pending = False
 
     def reset_progress(self) -> None:
         """Forget what we knew of every peer's log (a new term or a new membership)."""
@@ -345,20 +360,20 @@ class Raft:
             NotLeaderError: this node is not the leader (``leader_hint`` says who is).
             ProposalDroppedError: a leadership transfer is in progress.
         """
-        mine = self.progress.get(self.id)
-        if self.role is not Role.LEADER or self.lead_transferee is not None or mine is None:
+        if (
+            self.role is not Role.LEADER
+            or self.lead_transferee is not None
+            or self.id not in self.progress
+        ):
             self._check_proposal()
-        assert mine is not None
         log = self.log
         unstable = log.unstable
         # Hot path: plain ints (Index() is a Python-level call).
         index: Index = log.unstable_offset + len(unstable)  # type: ignore[assignment]
-        entry = Entry(index, self.term, _NORMAL, data)
+        entry = entry_unchecked(index, self.term, _NORMAL, data)  # index >= 1, term >= 0
         unstable.append(entry)
-        mine.match = index
-        mine.next = index + 1  # type: ignore[assignment]
-        if len(self.conf.voters) == 1:
-            replication.maybe_commit(self)
+        # Our own replica counts once the runtime reports the entry durable
+        # (persisted_to): the leader sends before its fsync (thesis §10.2.1).
         self.bcast_pending = True
         return entry
 
@@ -382,15 +397,26 @@ class Raft:
         return entry
 
     def append_entries(self, items: list[tuple[EntryType, bytes]]) -> list[Entry]:
-        """Leader: append entries of the current term and count our own replica."""
+        """Leader: append entries of the current term (counted once durable)."""
         log = self.log
         first = log.last_index() + 1
         term = self.term
         entries = [Entry(Index(first + i), term, t, d) for i, (t, d) in enumerate(items)]
-        last = log.append(entries)
-        self.progress[self.id].maybe_update(last)
-        replication.maybe_commit(self)
+        log.append(entries)
         return entries
+
+    def persisted_to(self, index: Index, term: Term) -> None:
+        """The runtime made our log durable up to ``index`` (with ``term``).
+
+        A leader counts its own replica toward the commit index only here, so
+        that it may send appends before its own fsync (thesis §10.2.1; etcd
+        raft's self-addressed append response after a storage write).
+        """
+        if self.role is not Role.LEADER or self.log.term(index) != term:
+            return
+        mine = self.progress.get(self.id)
+        if mine is not None and mine.maybe_update(index) and replication.maybe_commit(self):
+            self.commit_pending = True
 
     def read_index(self, context: bytes) -> None:
         """Request a linearizable read; a ``ReadState`` with ``context`` follows.

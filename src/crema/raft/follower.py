@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crema.raft.messages import Message, MessageType
+from crema.raft.messages import Message, MessageType, make_message
 from crema.raft.read_only import ReadState
+from crema.raft.types import Index, Term
 
 if TYPE_CHECKING:
     from crema.raft.core import Raft
 
 _APP = MessageType.APP
+_APP_RESP = MessageType.APP_RESP
+_T0 = Term(0)
+_I0 = Index(0)
 _HEARTBEAT = MessageType.HEARTBEAT
 _SNAP = MessageType.SNAP
 
@@ -48,7 +52,11 @@ def _handle_append(r: Raft, m: Message) -> None:
         return
     last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
     if last_new is not None:
-        r.send(Message(MessageType.APP_RESP, m.frm, r.id, r.term, index=last_new))
+        r.msgs.append(
+            make_message(
+                _APP_RESP, m.frm, r.id, r.term, _T0, last_new, (), _I0, False, _I0, b"", None
+            )
+        )
         return
     hint, hint_term = log.find_conflict_by_term(min(m.index, log.last_index()), m.log_term)
     r.send(

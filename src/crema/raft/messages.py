@@ -83,3 +83,49 @@ class Message:
     reject_hint: Index = _I0
     context: bytes = b""
     snapshot: SnapshotMeta | None = None
+
+
+_SETTERS = tuple(
+    Message.__dict__[name].__set__
+    for name in (
+        "type", "to", "frm", "term", "log_term", "index",
+        "entries", "commit", "reject", "reject_hint", "context", "snapshot",
+    )
+)  # fmt: skip
+_new = object.__new__
+
+
+def make_message(
+    type: MessageType,
+    to: NodeId,
+    frm: NodeId,
+    term: Term,
+    log_term: Term,
+    index: Index,
+    entries: tuple[Entry, ...],
+    commit: Index,
+    reject: bool,
+    reject_hint: Index,
+    context: bytes,
+    snapshot: SnapshotMeta | None,
+) -> Message:
+    """``Message(...)`` with every field given, without the dataclass ``__init__``.
+
+    The same value, built about three times faster (hot paths: appends and
+    their responses, decoding).
+    """
+    m: Message = _new(Message)
+    s = _SETTERS
+    s[0](m, type)
+    s[1](m, to)
+    s[2](m, frm)
+    s[3](m, term)
+    s[4](m, log_term)
+    s[5](m, index)
+    s[6](m, entries)
+    s[7](m, commit)
+    s[8](m, reject)
+    s[9](m, reject_hint)
+    s[10](m, context)
+    s[11](m, snapshot)
+    return m

@@ -11,6 +11,8 @@ and loops::
         # 1. persist: rd.snapshot (install the snapshot file and
         #    storage.apply_snapshot), storage.append(rd.entries),
         #    storage.set_hard_state(rd.hard_state); storage.sync() if rd.must_sync
+        #    (the first rd.early_messages of rd.messages may be sent before
+        #    step 1: the leader's appends and heartbeats, thesis §10.2.1)
         # 2. send rd.messages (a SNAP message carries the snapshot file)
         # 3. apply rd.committed_entries in order; for CONF_CHANGE entries call
         #    node.apply_conf_change(ConfChange.decode(e.data)) and
@@ -19,7 +21,11 @@ and loops::
         # 4. node.advance(rd)
 
 Messages are only sent after the state they depend on (votes, terms,
-appended entries) is durable, which the fixed order above guarantees.
+appended entries) is durable, which the fixed order above guarantees. The one
+exception is the leader's appends and heartbeats when its term and vote are
+unchanged: they depend on nothing the Ready persists, and the leader counts
+its own entries toward the commit index only after :meth:`RawNode.advance`
+reports them durable, so its fsync overlaps the followers' (thesis §10.2.1).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from crema.raft import replication
 from crema.raft.confchange import ConfChange, ConfChangeType
 from crema.raft.config import RaftConfig
 from crema.raft.core import Raft, Role
-from crema.raft.messages import LOCAL_MESSAGES, Message
+from crema.raft.messages import LOCAL_MESSAGES, Message, MessageType
 from crema.raft.progress import ProgressState
 from crema.raft.read_only import ReadState
 from crema.raft.storage import LogStorage, Storage
@@ -46,6 +52,9 @@ from crema.raft.types import (
     SnapshotMeta,
     Term,
 )
+
+_APP = MessageType.APP
+_HEARTBEAT = MessageType.HEARTBEAT
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +78,10 @@ class Ready:
         hard_state: step 1, the new hard state to persist (None when unchanged).
         must_sync: step 1, fsync storage before step 2 (entries, a snapshot, or
             a new term or vote; a commit-only change needs no fsync).
-        messages: step 2, send only after step 1 is durable.
+        messages: step 2, send only after step 1 is durable, except the first
+            ``early_messages`` of them, which may be sent before step 1.
+        early_messages: how many leading ``messages`` may be sent before step 1
+            (a leader's appends and heartbeats; 0 when the term or vote changed).
         committed_entries: step 3, apply in order (they were persisted earlier
             or in step 1 of this Ready).
         read_states: step 3, serve each read once the applied index reaches its ``index``.
@@ -84,6 +96,7 @@ class Ready:
     snapshot: SnapshotMeta | None = None
     read_states: list[ReadState] = field(default_factory=list)
     soft_state: SoftState | None = None
+    early_messages: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,16 +264,23 @@ class RawNode:
     def _soft_state(self) -> SoftState:
         return SoftState(self.raft.lead, self.raft.role)
 
-    def _flush(self) -> None:
+    def _flush(self, hold_commit: bool) -> None:
         raft = self.raft
-        if raft.bcast_pending:
-            raft.bcast_pending = False
+        if raft.bcast_pending or (raft.commit_pending and not hold_commit):
+            raft.bcast_pending = raft.commit_pending = False
             if raft.role is Role.LEADER:
                 replication.bcast_append(raft)
 
-    def has_ready(self) -> bool:
-        """Whether :meth:`ready` has something to hand out."""
-        self._flush()
+    def has_ready(self, hold_commit: bool = False) -> bool:
+        """Whether :meth:`ready` has something to hand out.
+
+        Args:
+            hold_commit: leave a new commit index unsent when no new entries go
+                out (the runtime sends it a moment later with :meth:`ready`
+                without ``hold_commit``, so that one append covers several
+                commits, or rides along with the next entries).
+        """
+        self._flush(hold_commit)
         raft = self.raft
         log = raft.log
         return bool(
@@ -276,9 +296,17 @@ class RawNode:
             or self._prev_soft.role is not raft.role
         )
 
-    def ready(self) -> Ready:
-        """Collect the work to do; call :meth:`advance` with it once done."""
-        self._flush()
+    def commit_held(self) -> bool:
+        """Whether a new commit index waits to be sent (see ``hold_commit``)."""
+        return self.raft.commit_pending
+
+    def ready(self, hold_commit: bool = False) -> Ready:
+        """Collect the work to do; call :meth:`advance` with it once done.
+
+        Args:
+            hold_commit: as for :meth:`has_ready`.
+        """
+        self._flush(hold_commit)
         raft = self.raft
         log = raft.log
         hard = raft.hard_state()
@@ -290,8 +318,14 @@ class RawNode:
         entries = list(log.unstable)
         snapshot = log.pending_snapshot
         must_sync = bool(entries) or snapshot is not None
+        early = 0
         if new_hard is not None and (hard.term != prev.term or hard.vote != prev.vote):
             must_sync = True
+        elif raft.role is Role.LEADER:
+            for m in messages:
+                if m.type is not _APP and m.type is not _HEARTBEAT:
+                    break
+                early += 1
         return Ready(
             entries=entries,
             hard_state=new_hard,
@@ -301,6 +335,7 @@ class RawNode:
             snapshot=snapshot,
             read_states=read_states,
             soft_state=None if soft == self._prev_soft else soft,
+            early_messages=early,
         )
 
     def advance(self, rd: Ready) -> None:
@@ -316,6 +351,7 @@ class RawNode:
         if rd.entries:
             last = rd.entries[-1]
             log.stable_to(last.index, last.term)
+            self.raft.persisted_to(last.index, last.term)
         if rd.committed_entries:
             log.applied_to(rd.committed_entries[-1].index)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from crema.errors import CompactedError
 from crema.raft import quorum
-from crema.raft.messages import Message, MessageType
+from crema.raft.messages import Message, MessageType, make_message
 from crema.raft.progress import Progress, ProgressState
 from crema.raft.read_only import ReadState
 from crema.raft.types import Index, NodeId
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from crema.raft.core import Raft
 
 _APP = MessageType.APP
+_I0 = Index(0)
 _REPLICATE = ProgressState.REPLICATE
 
 
@@ -47,19 +48,13 @@ def send_append(r: Raft, to: NodeId, send_if_empty: bool = True) -> bool:
         return _send_snapshot(r, to, pr)
     if not entries and not send_if_empty:
         return False
-    last = entries[-1].index if entries else Index(prev)
-    r.msgs.append(
-        Message(
-            _APP,
-            to,
-            r.id,
-            r.term,
-            prev_term,
-            Index(prev),
-            tuple(entries),
-            log.committed,
-        )
-    )
+    prev_index: Index = prev  # type: ignore[assignment]  # Index() is a call on the hot path
+    last = entries[-1].index if entries else prev_index
+    message = make_message(
+        _APP, to, r.id, r.term, prev_term, prev_index, tuple(entries), log.committed,
+        False, _I0, b"", None,
+    )  # fmt: skip
+    r.msgs.append(message)
     pr.sent_entries(last, len(entries))
     pr.sent_commit = log.committed
     return True
@@ -158,11 +153,14 @@ def _handle_append_response(r: Raft, m: Message, pr: Progress) -> None:
             pr.become_replicate()
     else:
         pr.inflights.free_le(m.index)
-    if maybe_commit(r):
-        r.bcast_pending = True
+    log = r.log
+    # Only this follower's match moved: nothing new can commit unless it passed
+    # the commit index.
+    if pr.match > log.committed and maybe_commit(r):
+        r.commit_pending = True
     elif was_paused:
         send_append(r, m.frm)
-    while send_append(r, m.frm, send_if_empty=False):
+    while pr.next <= log.last_index() and send_append(r, m.frm, send_if_empty=False):
         pass
     if m.frm == r.lead_transferee and pr.match == r.log.last_index():
         send_timeout_now(r, m.frm)

@@ -42,6 +42,7 @@ from crema.raft.types import (
     NodeId,
     SnapshotMeta,
     Term,
+    entry_unchecked,
 )
 
 FILE_MAGIC = b"CREMAWAL"
@@ -188,7 +189,8 @@ def decode_entries(payload: bytes | memoryview) -> list[Entry]:
     try:
         for k in range(n):
             end = at + lengths[k]
-            append(Entry(Index(first + k), Term(terms[k]), _TYPES[types[k]], data[at:end]))
+            # first >= 1 (entries_span) and terms are unsigned: nothing to check.
+            append(entry_unchecked(first + k, terms[k], _TYPES[types[k]], data[at:end]))
             at = end
     except IndexError as exc:
         raise PayloadError(f"unknown entry type in {bytes(types)!r}") from exc

@@ -25,7 +25,7 @@ from typing import Any
 import msgpack
 
 from crema.errors import FrameTooLargeError, PeerProtocolError
-from crema.raft.messages import Message
+from crema.raft.messages import LOCAL_MESSAGES, Message
 from crema.raft.types import NodeId
 from crema.transport.fields import as_bool, as_bytes, as_list, as_str, as_uint, fail
 from crema.transport.payloads import (
@@ -216,6 +216,48 @@ def _payload_from(kind: Kind, body: Any) -> Payload:  # noqa: PLR0911 - one arm 
 _KIND_BY_INT = {int(k): k for k in Kind}
 
 
+_PACK = msgpack.Packer(use_bin_type=True).pack
+"""One reused packer (``pack`` runs in C under the GIL and resets after each call)."""
+_RAFT_KIND = int(Kind.RAFT)
+_LOCAL_TYPES = frozenset(int(t) for t in LOCAL_MESSAGES)
+
+
+def encode_message_frame(msg: Message, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    """``encode_frame(encode(msg), max_frame)`` for a Raft message, in fewer steps.
+
+    Raises:
+        ValueError: ``msg`` is a local message.
+        FrameTooLargeError: the payload is longer than ``max_frame``.
+    """
+    if msg.type in _LOCAL_TYPES:
+        raise ValueError(f"local message {msg.type.name} cannot be sent to a peer")
+    snap = msg.snapshot
+    data: bytes = _PACK(
+        [
+            WIRE_VERSION,
+            _RAFT_KIND,
+            [
+                msg.type,  # IntEnum members pack as their int values
+                msg.to,
+                msg.frm,
+                msg.term,
+                msg.log_term,
+                msg.index,
+                [[e.index, e.term, e.type, e.data] for e in msg.entries],
+                msg.commit,
+                msg.reject,
+                msg.reject_hint,
+                msg.context,
+                None if snap is None else meta_to_wire(snap),
+            ],
+        ]
+    )
+    size = len(data)
+    if size > max_frame:
+        raise FrameTooLargeError(size, max_frame)
+    return _HEADER.pack(size) + data
+
+
 def encode(item: Payload) -> bytes:
     """Encode any payload as a versioned msgpack envelope (without the length prefix).
 
@@ -254,6 +296,12 @@ class _ArrayBudget:
         return items
 
 
+SMALL_PAYLOAD = 64 * 1024
+"""Payloads up to this size are decoded without the array budget: at most one
+array per byte, i.e. a few MiB of Python objects."""
+_unpackb = msgpack.unpackb
+
+
 def _no_maps(pairs: Any) -> Any:
     raise ValueError("maps are not part of the protocol")
 
@@ -269,15 +317,26 @@ def decode(payload: bytes) -> tuple[Kind, Payload]:
             any malformed field.
     """
     try:
-        obj = msgpack.unpackb(
-            payload,
-            raw=False,
-            use_list=True,
-            list_hook=_ArrayBudget(),
-            max_array_len=MAX_ARRAY_LEN,
-            max_map_len=0,
-            object_pairs_hook=_no_maps,
-        )
+        if len(payload) <= SMALL_PAYLOAD:
+            # A small payload cannot create many objects: skip the per-array hook.
+            obj = _unpackb(
+                payload,
+                raw=False,
+                use_list=True,
+                max_array_len=MAX_ARRAY_LEN,
+                max_map_len=0,
+                object_pairs_hook=_no_maps,
+            )
+        else:
+            obj = _unpackb(
+                payload,
+                raw=False,
+                use_list=True,
+                list_hook=_ArrayBudget(),
+                max_array_len=MAX_ARRAY_LEN,
+                max_map_len=0,
+                object_pairs_hook=_no_maps,
+            )
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise PeerProtocolError(f"undecodable payload: {type(exc).__name__}") from None
     env = as_list(obj, "envelope", 3)

@@ -64,6 +64,24 @@ class FrameReader:
             self._ready.extend(self._decoder.feed(data))
         return self._ready.popleft()
 
+    async def next_payloads(self) -> list[bytes] | None:
+        """Every complete payload buffered (waiting for at least one), or None at end of stream.
+
+        Raises:
+            FrameTooLargeError: a frame announces more than the limit.
+            OSError: the connection failed.
+        """
+        ready = self._ready
+        while not ready:
+            self._decoder.check()
+            data = await self._reader.read(self._read_size)
+            if not data:
+                return None
+            ready.extend(self._decoder.feed(data))
+        out = list(ready)
+        ready.clear()
+        return out
+
     async def next_item(self) -> tuple[Kind, Payload] | None:
         """The next decoded envelope, or None at end of stream.
 

@@ -16,8 +16,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from crema.raft.messages import LOCAL_MESSAGES, Message, MessageType
-from crema.raft.types import ConfState, Entry, EntryType, Index, NodeId, SnapshotMeta, Term
+from crema.raft.messages import LOCAL_MESSAGES, Message, MessageType, make_message
+from crema.raft.types import (
+    ConfState,
+    Entry,
+    EntryType,
+    Index,
+    NodeId,
+    SnapshotMeta,
+    Term,
+    entry_unchecked,
+)
 from crema.transport.fields import U64_MAX, as_bool, as_bytes, as_list, as_uint, fail
 
 MAX_ENTRIES = 1 << 17
@@ -120,7 +129,7 @@ def _entry_fast(value: Any) -> Entry:
             and 1 <= index <= U64_MAX
             and 0 <= term <= U64_MAX
         ):
-            return Entry(Index(index), Term(term), et, data)
+            return entry_unchecked(index, term, et, data)  # checked just above
     return _entry_from_wire(value)  # raises the precise error
 
 
@@ -155,7 +164,9 @@ def message_from_wire(value: Any) -> Message:
         return _message_checked(value)
     entries = tuple(map(_entry_fast, ents)) if ents else ()
     meta = None if snap is None else meta_from_wire(snap)
-    return Message(mt, to, frm, term, log_term, index, entries, commit, reject, hint, ctx, meta)
+    return make_message(
+        mt, to, frm, term, log_term, index, entries, commit, reject, hint, ctx, meta
+    )
 
 
 def _message_checked(value: Any) -> Message:

@@ -32,14 +32,17 @@ from crema.transport.codec import (
     Lane,
     Payload,
     SnapshotChunk,
+    decode,
     encode,
     encode_frame,
+    encode_message_frame,
 )
 from crema.transport.config import TransportConfig, parse_addr
 from crema.transport.conn import FrameReader, accept, close_writer, set_nodelay
 from crema.transport.link import OutboundLane
 
 log = logging.getLogger("crema.transport")
+_RAFT = Kind.RAFT
 
 OnMessage = Callable[[NodeId, Kind, Payload], None]
 """``on_message(from_id, kind, item)``: called in the event loop for every valid inbound item."""
@@ -108,6 +111,9 @@ class TcpTransport:
         cluster_id: must match on both ends of every connection.
         secret: shared cluster secret; when set, both ends prove they know it.
         on_message: called with ``(from_id, kind, item)`` for each inbound item.
+        on_drained: called after ``on_message`` was called for every item that
+            one read from a connection brought in (so the caller can act on a
+            batch of items at once, in the same event-loop turn).
         config: queue bounds, frame limit, timeouts, backoff.
         rng: randomness for backoff jitter (nonces always use ``os.urandom``).
 
@@ -124,6 +130,7 @@ class TcpTransport:
         secret: bytes | None,
         on_message: OnMessage,
         *,
+        on_drained: Callable[[], None] | None = None,
         config: TransportConfig | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -136,6 +143,7 @@ class TcpTransport:
         self._cluster_id = cluster_id
         self._secret = secret
         self._on_message = on_message
+        self._on_drained = on_drained
         self._config = config or TransportConfig()
         self._rng = rng or random.Random()
         self._peers: dict[NodeId, _Peer] = {}
@@ -151,6 +159,11 @@ class TcpTransport:
         self._received = 0
         self._rejected = 0
         self._protocol_errors = 0
+
+    def set_handlers(self, on_message: OnMessage, on_drained: Callable[[], None] | None) -> None:
+        """Replace the inbound callbacks (see the constructor's arguments)."""
+        self._on_message = on_message
+        self._on_drained = on_drained
 
     # ------------------------------------------------------------------
     # Lifecycle
@@ -268,8 +281,13 @@ class TcpTransport:
             FrameTooLargeError: the encoded item exceeds ``max_frame`` (a caller bug).
             ValueError, TypeError: ``item`` is not a sendable payload.
         """
-        frame = self._frame(item)
-        peer = self._peers.get(NodeId(to))
+        if type(item) is Message:  # the hot path
+            if item.frm != self.node_id:
+                raise ValueError(f"message from {item.frm} sent by node {self.node_id}")
+            frame = encode_message_frame(item, self._config.max_frame)
+        else:
+            frame = self._frame(item)
+        peer: _Peer | None = self._peers.get(to)  # type: ignore[call-overload]
         if peer is None:
             self._dropped_unknown += 1
             return False
@@ -375,15 +393,29 @@ class TcpTransport:
                 del self._inbound[key]
 
     async def _read_loop(self, peer: NodeId, lane: Lane, frames: FrameReader) -> None:
-        """The connection's one read loop: validate, then hand items to the callback."""
+        """The connection's one read loop: validate, then hand items to the callback.
+
+        Every item one read brings in goes to ``on_message``, then ``on_drained``
+        is called once for the batch.
+        """
+        node_id, raft_lane = self.node_id, lane is Lane.RAFT
         while True:
-            got = await frames.next_item()
-            if got is None or peer not in self._peers:
+            payloads = await frames.next_payloads()
+            if payloads is None or peer not in self._peers:
                 return
-            kind, item = got
-            self._check_inbound(peer, lane, kind, item)
-            self._received += 1
-            self._on_message(peer, kind, item)
+            on_message, on_drained = self._on_message, self._on_drained
+            for payload in payloads:
+                kind, item = decode(payload)
+                if raft_lane and kind is _RAFT:
+                    # The hot path: what _check_inbound checks for a Raft message.
+                    if item.frm != peer or item.to != node_id:  # type: ignore[union-attr]
+                        self._check_inbound(peer, lane, kind, item)
+                else:
+                    self._check_inbound(peer, lane, kind, item)
+                self._received += 1
+                on_message(peer, kind, item)
+            if on_drained is not None:
+                on_drained()
 
     def _check_inbound(self, peer: NodeId, lane: Lane, kind: Kind, item: Payload) -> None:
         if kind in HANDSHAKE_KINDS:

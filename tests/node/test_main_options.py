@@ -1,0 +1,67 @@
+"""``python -m crema.node`` options: the event loop choice and GC tuning flags."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+from types import ModuleType
+
+import pytest
+
+from crema.node import __main__ as node_main
+
+ARGS = ["--id", "1", "--addr", "127.0.0.1:1", "--peers", "1=127.0.0.1:1", "--data", "d"]
+
+
+def _missing_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.import_module
+
+    def fake(name: str, package: str | None = None) -> ModuleType:
+        if name == "uvloop":
+            raise ImportError("no uvloop here")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+
+
+def test_defaults() -> None:
+    args = node_main.parse_args(ARGS)
+    assert args.loop == "auto"
+    assert args.gc_gen0 == 0
+
+
+def test_asyncio_loop_needs_no_factory() -> None:
+    assert node_main.loop_factory("asyncio") is None
+
+
+def test_auto_falls_back_to_asyncio_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    _missing_uvloop(monkeypatch)
+    assert node_main.loop_factory("auto") is None
+    with pytest.raises(ImportError):
+        node_main.loop_factory("uvloop")
+
+
+def test_auto_uses_uvloop_when_installed() -> None:
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        pytest.skip("uvloop is not installed (the bench extra)")
+    factory = node_main.loop_factory("auto")
+    assert factory is uvloop.new_event_loop
+    loop = factory()
+    try:
+        assert loop.run_until_complete(asyncio.sleep(0, result=7)) == 7
+    finally:
+        loop.close()
+
+
+def test_tune_gc_raises_gen0_and_freezes() -> None:
+    before = gc.get_threshold()
+    try:
+        node_main.tune_gc(12_345)
+        assert gc.get_threshold() == (12_345, *before[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
