@@ -17,18 +17,29 @@ Rules (see ``docs/state-machine.md``):
   only while the entry still has that exact expiry.
 - The store holds expired entries until they are purged; purging happens in
   ``(expiry_ms, key)`` order, so it is deterministic too.
-- The key table is split into :data:`SHARDS` dicts by ``hash(key)`` so that a
-  snapshot view is copy-on-write per shard: taking a view only marks every
-  shard shared (O(SHARDS)); the first later mutation of a shared shard copies
-  that shard alone. Hashes differ between processes, but nothing observable
-  depends on which shard holds a key: every ordered walk uses ``seq``.
+- The key table is split into :data:`SHARDS` dicts by ``hash(key)``. Each
+  shard dict iterates in ascending ``seq`` (a rewritten key is removed and
+  inserted again, so it moves to the end), which lets a snapshot merge the
+  shards into write order without sorting. Hashes differ between processes,
+  but nothing observable depends on which shard holds a key: every ordered
+  walk uses ``seq``.
+- A snapshot view keeps the current shard dicts. A shard is copied before a
+  mutation whenever anything besides the store still references it (its
+  reference count says so), so a view never changes and the copying cost is
+  paid only for shards written while a view is alive.
+- Entries are made by the optional C helper ``crema.cache._entries`` as tuples
+  the cyclic garbage collector never tracks, so the shard dicts stay untracked
+  too and full collections do not walk the key space. Without the helper they
+  are plain tuples: same behaviour, slower full collections.
 """
 
 from __future__ import annotations
 
 import heapq
+import sys
 from collections.abc import Callable, Iterable, Iterator
-from itertools import chain
+from itertools import chain, islice
+from types import ModuleType
 from typing import Final, Protocol
 
 from crema.cache.glob import compile_pattern
@@ -37,10 +48,30 @@ from crema.errors import SnapshotError
 Entry = tuple[bytes, int | None, int]
 """A stored entry: (value, expiry_ms or None, write sequence number)."""
 
-SHARDS: Final = 64
+SHARDS: Final = 256
 """Copy-on-write units of the key table (a power of two)."""
 
 _MASK: Final = SHARDS - 1
+
+
+
+def _refs(shards: list[dict[bytes, Entry]], i: int) -> int:
+    return sys.getrefcount(shards[i])  # the same expression as in Store._own
+
+
+_UNSHARED: Final = _refs([{}], 0)
+"""Reference count of a shard that only the store's list holds, seen as ``_own`` sees it."""
+
+_accel: ModuleType | None
+try:  # untracked entries (src/crema/cache/_entries.c); same results without it
+    from crema.cache import _entries as _accel
+except ImportError:  # pragma: no cover - depends on the build
+    _accel = None
+
+
+def accelerated() -> bool:
+    """Whether store entries are built by the C helper (untracked by the GC)."""
+    return _accel is not None
 
 _SLACK: Final = 1024
 """Lower bound on garbage (stale heap items, seq gaps) before a rebuild."""
@@ -69,13 +100,14 @@ class EntriesView:
     """An immutable view of every stored entry as of one applied index.
 
     Taking it costs O(:data:`SHARDS`): it keeps the store's shard tables,
-    which the store never mutates again (it copies a shard before its next
-    write to it). So the view stays valid and unchanged while the state
-    machine keeps applying commands. Iterating it, later and off the event
-    loop, sorts by write order and yields ``(key, value, expiry_ms | None)``;
+    which the store never mutates while the view holds them (it copies a
+    shard before writing to it). So the view stays valid and unchanged while
+    the state machine keeps applying commands. Iterating it, later and off
+    the event loop, yields ``(key, value, expiry_ms | None)`` in write order;
     two replicas at the same index yield identical sequences.
     Expired-but-unpurged entries are included: the view is the exact
-    replicated state.
+    replicated state. :meth:`shard_tables` gives the raw tables to a faster
+    encoder (each iterates in ascending write sequence number).
     """
 
     __slots__ = ("_count", "_shards", "clock_ms", "index", "nbytes", "term")
@@ -104,6 +136,28 @@ class EntriesView:
         for key, (value, expiry, _) in sorted(items, key=_write_seq):
             yield key, value, expiry
 
+    def shard_tables(self) -> tuple[dict[bytes, Entry], ...]:
+        """The shard dicts ``key -> (value, expiry_ms | None, seq)``; do not mutate them.
+
+        Each iterates in ascending ``seq``; merged by ``seq`` they give the
+        order of :meth:`__iter__`.
+        """
+        return self._shards
+
+    def release(self, pause: Callable[[], object] = lambda: None) -> None:
+        """Drop the view's tables one at a time, calling ``pause()`` after each.
+
+        The view is empty afterwards. Shards the store has copied since the
+        view was taken are freed here, and freeing all of them at once could
+        hold the GIL for a while: a worker thread passes a ``pause`` that
+        lets other threads run (``time.sleep(0)``).
+        """
+        shards, self._shards = list(self._shards), ()
+        self._count = 0
+        while shards:
+            shards.pop()
+            pause()
+
 
 def _write_seq(item: tuple[bytes, Entry]) -> int:
     return item[1][2]
@@ -121,7 +175,6 @@ class Store:
             raise ValueError(f"capacity must be >= 1 or None, got {capacity}")
         self.capacity = capacity
         self._shards: list[dict[bytes, Entry]] = [{} for _ in range(SHARDS)]
-        self._shared: set[int] = set()  # shards a view holds: copy before mutating
         self._count = 0
         self._bytes = 0  # keys plus values stored, kept as entries come and go
         self._order: dict[int, bytes] = {}
@@ -130,12 +183,12 @@ class Store:
         self._low_seq = 1  # no live entry has a smaller seq
 
     def _own(self, key: bytes) -> dict[bytes, Entry]:
-        """The shard of ``key``, copied first if a view still holds it."""
+        """The shard of ``key``, copied first if anything else (a view) references it."""
+        shards = self._shards
         i = hash(key) & _MASK
-        if self._shared and i in self._shared:
-            self._shared.discard(i)
-            self._shards[i] = self._shards[i].copy()
-        return self._shards[i]
+        if sys.getrefcount(shards[i]) > _UNSHARED:
+            shards[i] = shards[i].copy()
+        return shards[i]
 
     def _entry(self, key: bytes) -> Entry:
         return self._shards[hash(key) & _MASK][key]
@@ -195,7 +248,6 @@ class Store:
 
     def view(self, index: int, term: int, clock_ms: int) -> EntriesView:
         """A consistent, immutable :class:`EntriesView` of the current contents."""
-        self._shared = set(range(SHARDS))
         return EntriesView(index, term, clock_ms, tuple(self._shards), self._bytes)
 
     # ------------------------------------------------------------- mutations
@@ -207,7 +259,7 @@ class Store:
         instead); ``now_ms`` is used only to purge before a capacity eviction.
         """
         shard, order = self._own(key), self._order
-        old = shard.get(key)
+        old = shard.pop(key, None)  # re-inserted below: the shard stays in write order
         if old is None:
             self._count += 1
             self._bytes += len(key) + len(value)
@@ -216,7 +268,7 @@ class Store:
             self._bytes += len(value) - len(old[0])
         seq = self._next_seq
         self._next_seq = seq + 1
-        shard[key] = (value, expiry_ms, seq)
+        shard[key] = _new_entry(value, expiry_ms, seq)
         order[seq] = key
         if expiry_ms is not None and (old is None or old[1] != expiry_ms):
             heapq.heappush(self._heap, (expiry_ms, key))
@@ -240,7 +292,6 @@ class Store:
     def clear(self) -> None:
         """Remove every entry (sequence numbers keep growing)."""
         self._shards = [{} for _ in range(SHARDS)]
-        self._shared = set()
         self._count = 0
         self._bytes = 0
         self._order = {}
@@ -287,10 +338,11 @@ class Store:
         # order. A SCAN cursor from before may then revisit keys, never skip.
         base = self._next_seq
         order: dict[int, bytes] = {}
+        new = _new_entry
         for offset, key in enumerate(self._order.values()):
             shard = self._own(key)
             value, expiry, _ = shard[key]
-            shard[key] = (value, expiry, base + offset)
+            shard[key] = new(value, expiry, base + offset)  # in place: shard order is kept
             order[base + offset] = key
         self._order = order
         self._low_seq = base
@@ -307,6 +359,8 @@ class Store:
         assert self._bytes == sum(len(k) + len(e[0]) for k, e in by_key.items())
         for i, shard in enumerate(self._shards):
             assert all(hash(k) & _MASK == i for k in shard)
+            shard_seqs = [e[2] for e in shard.values()]
+            assert shard_seqs == sorted(shard_seqs), "a shard is not in write order"
         seqs = list(self._order)
         assert seqs == sorted(seqs)
         assert all(self._low_seq <= seq < self._next_seq for seq in seqs)
@@ -330,8 +384,44 @@ class Store:
                 or repeats a key.
         """
         store = cls(capacity)
-        shards, order = store._shards, store._order
         seq = nbytes = 0
+        rest: Iterable[EntryLike] = entries
+        if _accel is not None and type(entries) is list and entries:
+            seq, nbytes, rest = store._fill_accelerated(entries)
+        seq, nbytes = store._fill(rest, seq, nbytes)
+        store._count = seq
+        store._bytes = nbytes
+        store._next_seq = seq + 1
+        if capacity is not None and seq > capacity:
+            # Evict oldest-written without purging: restore keeps exact state.
+            order = store._order
+            for old_seq in range(1, seq - capacity + 1):
+                store.delete(order[old_seq])
+            store._low_seq = seq - capacity + 1
+            store._rebuild_heap()
+        else:
+            heapq.heapify(store._heap)
+        return store
+
+    def _fill_accelerated(self, entries: list[EntryLike]) -> tuple[int, int, Iterable[EntryLike]]:
+        """Insert ``entries`` in C as far as it can go; return seq, bytes and what is left.
+
+        C takes items of the first item's type when it is a named tuple with
+        the fields ``(key, value, expiry_ms)`` (the reader's ``SnapshotEntry``).
+        """
+        assert _accel is not None
+        cls = type(entries[0])
+        if not issubclass(cls, tuple) or getattr(cls, "_fields", None) != _FIELDS:
+            return 0, 0, entries
+        done, seq, nbytes, status = _accel.fill(
+            entries, self._shards, _MASK, self._order, self._heap, 0, cls
+        )
+        # status 1 or 2 (a bad or repeated entry): the Python path raises the error.
+        return seq, nbytes, islice(entries, done, None) if status else ()
+
+    def _fill(self, entries: Iterable[EntryLike], seq: int, nbytes: int) -> tuple[int, int]:
+        """Insert ``entries`` after ``seq`` entries already in; return the new seq and bytes."""
+        shards, order, heap, new = self._shards, self._order, self._heap, _new_entry
         for entry in entries:
             key, value, expiry = entry.key, entry.value, entry.expiry_ms
             _check_entry(key, value, expiry)
@@ -340,18 +430,23 @@ class Store:
                 raise SnapshotError(f"duplicate key in snapshot entries: {key[:64]!r}")
             seq += 1
             nbytes += len(key) + len(value)
-            shard[key] = (value, expiry, seq)
+            shard[key] = new(value, expiry, seq)
             order[seq] = key
-        store._count = seq
-        store._bytes = nbytes
-        store._next_seq = seq + 1
-        if capacity is not None and seq > capacity:
-            # Evict oldest-written without purging: restore keeps exact state.
-            for old_seq in range(1, seq - capacity + 1):
-                store.delete(order[old_seq])
-            store._low_seq = seq - capacity + 1
-        store._rebuild_heap()
-        return store
+            if expiry is not None:
+                heap.append((expiry, key))
+        return seq, nbytes
+
+
+_FIELDS: Final = ("key", "value", "expiry_ms")
+
+
+def _plain_entry(value: bytes, expiry: int | None, seq: int) -> Entry:
+    return (value, expiry, seq)
+
+
+_new_entry: Callable[[bytes, int | None, int], Entry] = (
+    _plain_entry if _accel is None else _accel.entry
+)
 
 
 def _check_entry(key: object, value: object, expiry: object) -> None:
