@@ -96,21 +96,26 @@ static int insert(PyObject *key, PyObject *value, PyObject *expiry, PyObject *sh
         return -1;
     }
     PyObject *shard = PyList_GET_ITEM(shards, (Py_ssize_t)((size_t)h & mask));
-    int present = PyDict_Contains(shard, key);
-    if (present != 0) {
-        return present < 0 ? -1 : 2;
-    }
     PyObject *seq_obj = PyLong_FromLongLong(seq);
     if (seq_obj == NULL) {
         return -1;
     }
     PyObject *entry = untracked3(value, expiry, seq_obj);
-    int rc = entry == NULL ? -1 : PyDict_SetItem(shard, key, entry);
-    Py_XDECREF(entry);
+    if (entry == NULL) {
+        Py_DECREF(seq_obj);
+        return -1;
+    }
+    /* One lookup: insert unless present, and tell which happened. */
+    PyObject *stored = PyDict_SetDefault(shard, key, entry);
+    int rc = stored == NULL ? -1 : (stored != entry ? 2 : 0);
+    Py_DECREF(entry);
     if (rc == 0) {
         rc = PyDict_SetItem(order, seq_obj, key);
     }
     Py_DECREF(seq_obj);
+    if (rc == 2) {
+        return 2;
+    }
     if (rc == 0 && expiry != Py_None) {
         PyObject *item = untracked2(expiry, key);
         rc = item == NULL ? -1 : PyList_Append(heap, item);

@@ -54,7 +54,6 @@ SHARDS: Final = 256
 _MASK: Final = SHARDS - 1
 
 
-
 def _refs(shards: list[dict[bytes, Entry]], i: int) -> int:
     return sys.getrefcount(shards[i])  # the same expression as in Store._own
 
@@ -72,6 +71,7 @@ except ImportError:  # pragma: no cover - depends on the build
 def accelerated() -> bool:
     """Whether store entries are built by the C helper (untracked by the GC)."""
     return _accel is not None
+
 
 _SLACK: Final = 1024
 """Lower bound on garbage (stale heap items, seq gaps) before a rebuild."""

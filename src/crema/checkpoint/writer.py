@@ -40,10 +40,10 @@ from crema.checkpoint.format import (
     SnapshotMetadata,
     accelerated,
     crc32_combine,
-    shard_merger,
     encode_batch,
     encode_header,
     expiry_to_ms,
+    shard_merger,
     to_bytes,
 )
 from crema.checkpoint.info import SnapshotInfo
@@ -69,6 +69,7 @@ class ShardedEntries(Protocol):
     def shard_tables(self) -> tuple[dict[bytes, tuple[bytes, int | None, int]], ...]:
         """The tables of the view."""
         ...
+
 
 EntryLike = SnapshotEntry | tuple[bytes | str, bytes | str, int | datetime | None]
 """What a writer accepts: a ``SnapshotEntry`` or a ``(key, value, expiry)`` tuple."""
