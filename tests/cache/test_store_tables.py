@@ -112,9 +112,7 @@ def test_entries_are_not_tracked_by_the_gc(store_path: str) -> None:
     for n in range(300):
         store.write(b"k%d" % n, b"v", NOW + 10 if n % 2 else None, NOW)
         store.write(b"k%d" % (n // 2), b"w", None, NOW)  # rewrites too
-    restored = Store.from_entries(
-        [SnapshotEntry(b"r%d" % n, b"v", None) for n in range(100)], None
-    )
+    restored = Store.from_entries([SnapshotEntry(b"r%d" % n, b"v", None) for n in range(100)], None)
     for s in (store, restored):
         assert not any(gc.is_tracked(e) for shard in s._shards for e in shard.values())
         assert not any(gc.is_tracked(shard) for shard in s._shards)
@@ -157,7 +155,7 @@ class _Other:
 def test_from_entries_takes_mixed_entry_types() -> None:
     entries: list[SnapshotEntry | _Other] = [SnapshotEntry(b"a", b"1", None), _Other(b"b", b"2", 9)]
     entries.append(SnapshotEntry(b"c", b"3", 5))
-    store = Store.from_entries(entries, None)  # type: ignore[arg-type]
+    store = Store.from_entries(entries, None)
     store.check_invariants()
     assert list(store.view(0, 0, 0)) == [(b"a", b"1", None), (b"b", b"2", 9), (b"c", b"3", 5)]
     plain = Store.from_entries([_Other(b"x", b"y", None)], None)
@@ -171,7 +169,7 @@ def test_from_entries_takes_mixed_entry_types() -> None:
         SnapshotEntry(b"k", b"v", 0),
         SnapshotEntry(b"k", b"v", -1),
         SnapshotEntry(b"k", b"v", 2**64),
-        SnapshotEntry(b"k", b"v", True),  # type: ignore[arg-type]
+        SnapshotEntry(b"k", b"v", True),
         SnapshotEntry("k", b"v", None),  # type: ignore[arg-type]
         SnapshotEntry(b"k", bytearray(b"v"), None),  # type: ignore[arg-type]
     ],
@@ -189,3 +187,83 @@ def test_largest_expiry_is_accepted() -> None:
 
 def test_pure_path_fixture_switches_entry_builder(store_path: str) -> None:
     assert (store_module._accel is None) == (store_path == "pure-python")
+
+
+# ------------------------------------------------------- write-order blocks
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 4 seqs, so that a few writes cross many block boundaries."""
+    monkeypatch.setattr(store_module, "_BLOCK_BITS", 2)
+
+
+block_ops = st.lists(
+    st.tuples(st.sampled_from(["write", "write", "delete", "scan"]), st.integers(0, 25)),
+    max_size=150,
+)
+
+
+@pytest.mark.usefixtures("small_blocks")
+@settings(max_examples=80, deadline=None)
+@given(ops=block_ops, capacity=st.none() | st.integers(1, 12))
+def test_blocks_keep_write_order_like_a_list(
+    ops: list[tuple[str, int]], capacity: int | None
+) -> None:
+    store = Store(capacity)
+    model: list[bytes] = []  # keys in write order
+    for op, n in ops:
+        key = b"k%d" % n
+        if op == "write":
+            store.write(key, b"v", None, NOW)
+            if key in model:
+                model.remove(key)
+            model.append(key)
+            if capacity is not None and len(model) > capacity:
+                del model[0]
+        elif op == "delete":
+            assert store.delete(key) == (key in model)
+            if key in model:
+                model.remove(key)
+        else:
+            cursor, seen = 0, []
+            while True:
+                cursor, keys = store.scan(cursor, NOW, count=3)
+                seen += keys
+                if cursor == 0:
+                    break
+            assert seen == model
+    store.check_invariants()
+    assert store.keys(NOW) == model
+    assert [k for k, _, _ in store.view(0, 0, 0)] == model
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_blocks_survive_renumbering_and_restore() -> None:
+    store = Store()
+    for n in range(2000):
+        store.write(b"k%d" % (n % 5), b"v%d" % n, None, NOW)  # renumbers now and then
+    store.check_invariants()
+    assert store.keys(NOW) == [b"k%d" % (n % 5) for n in range(1995, 2000)]
+    entries = [SnapshotEntry(b"r%d" % n, b"v", None) for n in range(30)]
+    restored = Store.from_entries(entries, 20)
+    restored.check_invariants()
+    assert restored.keys(NOW) == [e.key for e in entries[10:]]
+    restored.write(b"new", b"v", None, NOW)
+    restored.check_invariants()
+    assert restored.keys(NOW)[-1] == b"new"
+
+
+def test_expiry_heap_is_not_tracked(store_path: str) -> None:
+    if store_path != "accelerated":
+        pytest.skip("a plain list is always tracked")
+    store = Store()
+    for n in range(50):
+        store.write(b"k%d" % n, b"v", NOW + n + 1, NOW)
+    assert not gc.is_tracked(store._heap)
+    store._rebuild_heap()
+    assert not gc.is_tracked(store._heap)
+    restored = Store.from_entries([SnapshotEntry(b"k", b"v", 5)], None)
+    assert not gc.is_tracked(restored._heap)
+    store.clear()
+    assert not gc.is_tracked(store._heap)

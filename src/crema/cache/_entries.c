@@ -17,14 +17,20 @@
  *     The untracked tuple (value, expiry, seq). No type checks: the store's
  *     callers pass bytes, int-or-None, int.
  *
- * fill(entries, shards, mask, order, heap, seq, cls) -> (done, seq, nbytes, status)
+ * fill(entries, shards, mask, blocks, bits, heap, seq, cls) -> (done, seq, nbytes, status)
  *     Insert snapshot entries (a list of `cls` instances, a 3-tuple subclass
  *     (key, value, expiry)) into `shards[hash(key) & mask]` as untracked
- *     entries with seq numbers seq+1, seq+2, ..., record order[seq] = key and
+ *     entries with seq numbers seq+1, seq+2, ..., record
+ *     blocks[seq >> bits][seq] = key (creating block dicts as needed) and
  *     append an untracked (expiry, key) to `heap` for each expiry. Stops at
  *     the first item it cannot take and says why in `status`: 0 all done,
  *     1 wrong types or expiry out of [1, 2**64), 2 a repeated key, 3 an item
  *     that is not a `cls` (the caller continues in Python from `done`).
+ *
+ * untrack_list(items) -> None
+ *     Untrack a list from the GC. Only for lists that will only ever hold
+ *     objects that cannot reach the list (the store's expiry heap of
+ *     (int, bytes) tuples), so no cycle through it can exist.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -124,15 +130,52 @@ static int insert(PyObject *key, PyObject *value, PyObject *expiry, PyObject *sh
     return rc < 0 ? -1 : 0;
 }
 
-static PyObject *entries_fill(PyObject *self, PyObject *args)
+/* blocks[no], created empty if missing (borrowed), or NULL on error. */
+static PyObject *block_for(PyObject *blocks, long long no)
 {
-    PyObject *entries, *shards, *order, *heap, *cls;
-    Py_ssize_t mask;
-    long long seq;
-    if (!PyArg_ParseTuple(args, "O!O!nO!O!LO", &PyList_Type, &entries, &PyList_Type, &shards,
-                          &mask, &PyDict_Type, &order, &PyList_Type, &heap, &seq, &cls)) {
+    PyObject *key = PyLong_FromLongLong(no);
+    if (key == NULL) {
         return NULL;
     }
+    PyObject *fresh = PyDict_New();
+    PyObject *block = fresh == NULL ? NULL : PyDict_SetDefault(blocks, key, fresh);
+    Py_DECREF(key);
+    Py_XDECREF(fresh); /* blocks holds a reference to whichever dict is stored */
+    if (block != NULL && !PyDict_CheckExact(block)) {
+        PyErr_SetString(PyExc_TypeError, "blocks must map ints to dicts");
+        return NULL;
+    }
+    return block;
+}
+
+static PyObject *entries_untrack_list(PyObject *self, PyObject *items)
+{
+    if (!PyList_CheckExact(items)) {
+        PyErr_SetString(PyExc_TypeError, "untrack_list() takes a list");
+        return NULL;
+    }
+    if (PyObject_GC_IsTracked(items)) {
+        PyObject_GC_UnTrack(items);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *entries_fill(PyObject *self, PyObject *args)
+{
+    PyObject *entries, *shards, *blocks, *heap, *cls;
+    Py_ssize_t mask;
+    int bits;
+    long long seq;
+    if (!PyArg_ParseTuple(args, "O!O!nO!iO!LO", &PyList_Type, &entries, &PyList_Type, &shards,
+                          &mask, &PyDict_Type, &blocks, &bits, &PyList_Type, &heap, &seq, &cls)) {
+        return NULL;
+    }
+    if (bits < 1 || bits > 40 || seq < 0) {
+        PyErr_SetString(PyExc_ValueError, "bits must be in [1, 40] and seq >= 0");
+        return NULL;
+    }
+    long long block_no = -1;
+    PyObject *order = NULL; /* borrowed: blocks[block_no] */
     if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "cls must be a tuple subclass");
         return NULL;
@@ -164,6 +207,13 @@ static PyObject *entries_fill(PyObject *self, PyObject *args)
             status = 1;
             break;
         }
+        if (((seq + 1) >> bits) != block_no) {
+            block_no = (seq + 1) >> bits;
+            order = block_for(blocks, block_no);
+            if (order == NULL) {
+                return NULL;
+            }
+        }
         status = insert(key, value, expiry, shards, (size_t)mask, order, heap, seq + 1);
         if (status < 0) {
             return NULL;
@@ -181,6 +231,7 @@ static PyMethodDef entries_methods[] = {
     {"entry", (PyCFunction)(void (*)(void))entries_entry, METH_FASTCALL,
      "The untracked tuple (value, expiry, seq)."},
     {"fill", entries_fill, METH_VARARGS, "Insert snapshot entries into the store's tables."},
+    {"untrack_list", entries_untrack_list, METH_O, "Untrack a list of acyclic items."},
     {NULL, NULL, 0, NULL},
 };
 

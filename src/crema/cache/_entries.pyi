@@ -5,9 +5,11 @@ def fill(
     entries: list[object],
     shards: list[dict[bytes, Entry]],
     mask: int,
-    order: dict[int, bytes],
+    blocks: dict[int, dict[int, bytes]],
+    bits: int,
     heap: list[tuple[int, bytes]],
     seq: int,
     cls: type[tuple[object, ...]],
     /,
 ) -> tuple[int, int, int, int]: ...
+def untrack_list(items: list[tuple[int, bytes]], /) -> None: ...

@@ -25,7 +25,7 @@ from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import lz4.frame
 
@@ -57,6 +57,7 @@ MERGE_ENTRIES = 2048
 """Entries a :class:`ShardedEntries` source encodes per C call (about 1 ms holding the GIL)."""
 
 
+@runtime_checkable
 class ShardedEntries(Protocol):
     """A store view split in tables, each iterating in ascending write sequence number.
 
