@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -18,6 +19,12 @@ from crema.errors import SnapshotError
 pytestmark = pytest.mark.usefixtures("store_path")
 
 NOW = 1_000
+REAL_HELPER = store_module._accel  # captured at import, before any test switches paths
+
+
+@pytest.mark.skipif(not os.environ.get("CI"), reason="only CI guarantees a C compiler")
+def test_store_helper_is_built_in_ci() -> None:
+    assert REAL_HELPER is not None, "make test should have built crema.cache._entries"
 
 
 def _merged(store: Store) -> list[tuple[bytes, bytes, int | None]]:
