@@ -274,3 +274,14 @@ def test_expiry_heap_is_not_tracked(store_path: str) -> None:
     assert not gc.is_tracked(restored._heap)
     store.clear()
     assert not gc.is_tracked(store._heap)
+
+
+def test_restore_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "_FILL_SLICE", 4)
+    entries = [SnapshotEntry(b"k%d" % n, b"v%d" % n, n + 1 if n % 3 else None) for n in range(30)]
+    store = Store.from_entries(entries, None)
+    store.check_invariants()
+    assert list(store.view(0, 0, 0)) == [tuple(e) for e in entries]
+    assert store.nbytes == sum(len(e.key) + len(e.value) for e in entries)
+    with pytest.raises(SnapshotError, match="duplicate"):
+        Store.from_entries([*entries[:17], SnapshotEntry(b"k3", b"x", None), *entries[17:]], None)

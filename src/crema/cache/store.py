@@ -83,6 +83,9 @@ _BLOCK_BITS: Final = 16
 BLOCK: Final = 1 << _BLOCK_BITS
 """Consecutive write sequence numbers per block of the write-order index."""
 
+_FILL_SLICE: Final = 4096
+"""Snapshot entries inserted per call of the C helper (a few ms holding the GIL)."""
+
 _SLACK: Final = 1024
 """Lower bound on garbage (stale heap items, seq gaps) before a rebuild."""
 
@@ -476,11 +479,24 @@ class Store:
         cls = type(entries[0])
         if not issubclass(cls, tuple) or getattr(cls, "_fields", None) != _FIELDS:
             return 0, 0, entries
-        done, seq, nbytes, status = _accel.fill(
-            entries, self._shards, _MASK, self._blocks, _BLOCK_BITS, self._heap, 0, cls
-        )
-        # status 1 or 2 (a bad or repeated entry): the Python path raises the error.
-        return seq, nbytes, islice(entries, done, None) if status else ()
+        seq = nbytes = 0
+        # In slices, so that a restore in a worker thread (a snapshot install
+        # on a serving follower) lets the event loop take the GIL in between.
+        for start in range(0, len(entries), _FILL_SLICE):
+            done, seq, added, status = _accel.fill(
+                entries[start : start + _FILL_SLICE],
+                self._shards,
+                _MASK,
+                self._blocks,
+                _BLOCK_BITS,
+                self._heap,
+                seq,
+                cls,
+            )
+            nbytes += added
+            if status:  # 1 or 2 (a bad or repeated entry): the Python path raises the error
+                return seq, nbytes, islice(entries, start + done, None)
+        return seq, nbytes, ()
 
     def _fill(self, entries: Iterable[EntryLike], seq: int, nbytes: int) -> tuple[int, int]:
         """Insert ``entries`` after ``seq`` entries already in; return the new seq and bytes."""
