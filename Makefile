@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test check lint typecheck pytest bench clean
 
-$(STAMP): pyproject.toml setup.py src/crema/checkpoint/_mcrs.c
+$(STAMP): pyproject.toml setup.py src/crema/checkpoint/_mcrs.c src/crema/cache/_entries.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

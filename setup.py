@@ -1,7 +1,9 @@
-"""Build the optional C accelerator of the snapshot codec; metadata lives in pyproject.toml.
+"""Build the optional C accelerators; metadata lives in pyproject.toml.
 
-The extension is optional: where no C compiler is available the build goes on
-without it and crema uses its pure-Python codec (same results, slower).
+``crema.checkpoint._mcrs``: the snapshot codec's inner loops. ``crema.cache._entries``:
+store entries the cyclic garbage collector never tracks. Both are optional: where
+no C compiler is available the build goes on without them and crema uses its
+pure-Python code (same results, slower).
 """
 
 from setuptools import Extension, setup
@@ -13,6 +15,12 @@ setup(
             sources=["src/crema/checkpoint/_mcrs.c"],
             optional=True,
             extra_compile_args=["-O2"],
-        )
+        ),
+        Extension(
+            "crema.cache._entries",
+            sources=["src/crema/cache/_entries.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        ),
     ]
 )

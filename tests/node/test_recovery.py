@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 from pathlib import Path
 
 import pytest
 
 from crema.node import DistributedCache
+from crema.node.checkpoints import fast_gil_switching
 from tests.node.harness import (
     node_config,
     seeds_for,
@@ -128,8 +131,9 @@ def test_auto_recover_off_discards_and_catches_up(tmp_path: Path) -> None:
 def test_snapshot_bodies_identical_across_nodes(tmp_path: Path) -> None:
     async def main() -> None:
         nodes, _ = await start_cluster(tmp_path)
-        for node in nodes.values():  # one node writes in a forked child, as for big caches
-            node._replica.checkpointer.fork_min_entries = 0 if node.config.node_id == 1 else 10**9
+        for node in nodes.values():  # one node writes in a forked child (no accelerator)
+            node._replica.checkpointer.fork_min_entries = 0 if node.config.node_id == 1 else None
+        switch_interval = sys.getswitchinterval()
         try:
             leader = await wait_leader(nodes)
             for n in range(200):
@@ -145,6 +149,8 @@ def test_snapshot_bodies_identical_across_nodes(tmp_path: Path) -> None:
             assert len({(i.metadata.index, i.metadata.term) for i in infos}) == 1
             bodies = {_body(i.path) for i in infos}
             assert len(bodies) == 1
+            assert gc.get_freeze_count() == 0  # the fork's gc.freeze() was undone
+            assert sys.getswitchinterval() == switch_interval  # the thread's was restored
         finally:
             await stop_all(nodes)
 
@@ -173,3 +179,16 @@ def test_ttl_across_restart_with_injected_clock(tmp_path: Path) -> None:
             assert await again.get("long") is None
 
     asyncio.run(main())
+
+
+def test_fast_gil_switching_nests_and_restores() -> None:
+    before = sys.getswitchinterval()
+    with fast_gil_switching(0.0005):
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        with fast_gil_switching(0.0005):
+            pass
+        assert sys.getswitchinterval() == pytest.approx(0.0005)  # still inside the outer one
+    assert sys.getswitchinterval() == before
+    with pytest.raises(ZeroDivisionError), fast_gil_switching(0.0005):
+        _ = 1 / 0
+    assert sys.getswitchinterval() == before

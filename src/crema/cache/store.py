@@ -8,105 +8,86 @@ Rules (see ``docs/state-machine.md``):
   sequence, never on reads, so it is the same on every replica; snapshot
   iteration, ``KEYS`` and capacity eviction (least recently written first)
   all follow it.
-- ``_order`` maps ``seq -> key`` and is only ever appended to with growing
-  ``seq``, so its insertion order is write order. It also gives ``SCAN`` a
-  stable cursor (the last ``seq`` visited): a key present for a whole scan
-  is never skipped, because rewriting it only moves it *later*.
+- The write-order index maps ``seq -> key`` and is only ever appended to
+  with growing ``seq``, so its order is write order. It also gives ``SCAN``
+  a stable cursor (the last ``seq`` visited): a key present for a whole scan
+  is never skipped, because rewriting it only moves it *later*. It is split
+  into blocks of :data:`BLOCK` consecutive seqs (``_blocks``: block number
+  -> dict), so that no single dict grows with the key space: resizing a
+  million-entry dict stalls a write for tens of ms, a block costs well
+  under one. Blocks are created in ascending order and dropped when empty
+  (except the newest, ``_tail``, which takes the appends).
 - Expiry is absolute. An entry is live while ``now_ms < expiry_ms``. The heap
   ``_heap`` holds ``(expiry_ms, key)`` and is lazily cleaned: an item is valid
   only while the entry still has that exact expiry.
 - The store holds expired entries until they are purged; purging happens in
   ``(expiry_ms, key)`` order, so it is deterministic too.
-- The key table is split into :data:`SHARDS` dicts by ``hash(key)`` so that a
-  snapshot view is copy-on-write per shard: taking a view only marks every
-  shard shared (O(SHARDS)); the first later mutation of a shared shard copies
-  that shard alone. Hashes differ between processes, but nothing observable
-  depends on which shard holds a key: every ordered walk uses ``seq``.
+- The key table is split into :data:`SHARDS` dicts by ``hash(key)``. Each
+  shard dict iterates in ascending ``seq`` (a rewritten key is removed and
+  inserted again, so it moves to the end), which lets a snapshot merge the
+  shards into write order without sorting. Hashes differ between processes,
+  but nothing observable depends on which shard holds a key: every ordered
+  walk uses ``seq``.
+- A snapshot view keeps the current shard dicts. A shard is copied before a
+  mutation whenever anything besides the store still references it (its
+  reference count says so), so a view never changes and the copying cost is
+  paid only for shards written while a view is alive.
+- Entries are made by the optional C helper ``crema.cache._entries`` as tuples
+  the cyclic garbage collector never tracks, so the shard dicts stay untracked
+  too and full collections do not walk the key space. Without the helper they
+  are plain tuples: same behaviour, slower full collections.
 """
 
 from __future__ import annotations
 
+import gc
 import heapq
+import sys
 from collections.abc import Callable, Iterable, Iterator
-from itertools import chain
-from typing import Final, Protocol
+from itertools import chain, islice
+from types import ModuleType
+from typing import Final
 
 from crema.cache.glob import compile_pattern
+from crema.cache.view import EntriesView, Entry, EntryLike
 from crema.errors import SnapshotError
 
-Entry = tuple[bytes, int | None, int]
-"""A stored entry: (value, expiry_ms or None, write sequence number)."""
+__all__ = ["BLOCK", "SHARDS", "EntriesView", "Entry", "EntryLike", "Store", "accelerated"]
 
-SHARDS: Final = 64
+SHARDS: Final = 256
 """Copy-on-write units of the key table (a power of two)."""
 
 _MASK: Final = SHARDS - 1
 
+
+def _refs(shards: list[dict[bytes, Entry]], i: int) -> int:
+    return sys.getrefcount(shards[i])  # the same expression as in Store._own
+
+
+_UNSHARED: Final = _refs([{}], 0)
+"""Reference count of a shard that only the store's list holds, seen as ``_own`` sees it."""
+
+_accel: ModuleType | None
+try:  # untracked entries (src/crema/cache/_entries.c); same results without it
+    from crema.cache import _entries as _accel
+except ImportError:  # pragma: no cover - depends on the build
+    _accel = None
+
+
+def accelerated() -> bool:
+    """Whether store entries are built by the C helper (untracked by the GC)."""
+    return _accel is not None
+
+
+_BLOCK_BITS: Final = 16
+BLOCK: Final = 1 << _BLOCK_BITS
+"""Consecutive write sequence numbers per block of the write-order index."""
+
+_FILL_SLICE: Final = 4096
+"""Snapshot entries inserted per call of the C helper (a few ms holding the GIL)."""
+
 _SLACK: Final = 1024
 """Lower bound on garbage (stale heap items, seq gaps) before a rebuild."""
-
-
-class EntryLike(Protocol):
-    """A snapshot entry as the checkpoint reader yields it."""
-
-    @property
-    def key(self) -> bytes:
-        """The key bytes."""
-        ...
-
-    @property
-    def value(self) -> bytes:
-        """The value bytes."""
-        ...
-
-    @property
-    def expiry_ms(self) -> int | None:
-        """Absolute expiry in Unix milliseconds, or None."""
-        ...
-
-
-class EntriesView:
-    """An immutable view of every stored entry as of one applied index.
-
-    Taking it costs O(:data:`SHARDS`): it keeps the store's shard tables,
-    which the store never mutates again (it copies a shard before its next
-    write to it). So the view stays valid and unchanged while the state
-    machine keeps applying commands. Iterating it, later and off the event
-    loop, sorts by write order and yields ``(key, value, expiry_ms | None)``;
-    two replicas at the same index yield identical sequences.
-    Expired-but-unpurged entries are included: the view is the exact
-    replicated state.
-    """
-
-    __slots__ = ("_count", "_shards", "clock_ms", "index", "nbytes", "term")
-
-    def __init__(
-        self,
-        index: int,
-        term: int,
-        clock_ms: int,
-        shards: tuple[dict[bytes, Entry], ...],
-        nbytes: int = 0,
-    ) -> None:
-        self.index = index
-        self.term = term
-        self.clock_ms = clock_ms
-        self._shards = shards
-        self._count = sum(map(len, shards))
-        self.nbytes = nbytes
-        """Bytes of keys plus values in the view (0 when unknown)."""
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self) -> Iterator[tuple[bytes, bytes, int | None]]:
-        items = chain.from_iterable(shard.items() for shard in self._shards)
-        for key, (value, expiry, _) in sorted(items, key=_write_seq):
-            yield key, value, expiry
-
-
-def _write_seq(item: tuple[bytes, Entry]) -> int:
-    return item[1][2]
 
 
 class Store:
@@ -121,24 +102,54 @@ class Store:
             raise ValueError(f"capacity must be >= 1 or None, got {capacity}")
         self.capacity = capacity
         self._shards: list[dict[bytes, Entry]] = [{} for _ in range(SHARDS)]
-        self._shared: set[int] = set()  # shards a view holds: copy before mutating
         self._count = 0
         self._bytes = 0  # keys plus values stored, kept as entries come and go
-        self._order: dict[int, bytes] = {}
-        self._heap: list[tuple[int, bytes]] = []
+        self._blocks: dict[int, dict[int, bytes]] = {0: {}}
+        self._tail_no = 0  # number of the newest block, which is self._tail
+        self._tail = self._blocks[0]
+        self._heap: list[tuple[int, bytes]] = _untracked_list([])
         self._next_seq = 1
         self._low_seq = 1  # no live entry has a smaller seq
 
     def _own(self, key: bytes) -> dict[bytes, Entry]:
-        """The shard of ``key``, copied first if a view still holds it."""
+        """The shard of ``key``, copied first if anything else (a view) references it."""
+        shards = self._shards
         i = hash(key) & _MASK
-        if self._shared and i in self._shared:
-            self._shared.discard(i)
-            self._shards[i] = self._shards[i].copy()
-        return self._shards[i]
+        if sys.getrefcount(shards[i]) > _UNSHARED:
+            shards[i] = shards[i].copy()
+        return shards[i]
 
     def _entry(self, key: bytes) -> Entry:
         return self._shards[hash(key) & _MASK][key]
+
+    def _order_get(self, seq: int) -> bytes | None:
+        block = self._blocks.get(seq >> _BLOCK_BITS)
+        return None if block is None else block.get(seq)
+
+    def _order_append(self, seq: int, key: bytes) -> None:
+        number = seq >> _BLOCK_BITS
+        if number != self._tail_no:
+            if not self._tail:  # an empty block stays only while it is the tail
+                del self._blocks[self._tail_no]
+            self._tail_no = number
+            self._tail = self._blocks[number] = {}
+        self._tail[seq] = key
+
+    def _order_remove(self, seq: int) -> None:
+        number = seq >> _BLOCK_BITS
+        block = self._blocks[number]
+        del block[seq]
+        if not block and number != self._tail_no:
+            del self._blocks[number]
+
+    def _order_keys(self) -> Iterator[bytes]:
+        return chain.from_iterable(block.values() for block in self._blocks.values())
+
+    def _next_block_start(self, seq: int) -> int:
+        """The first seq of the next block after ``seq``'s that exists (or the end)."""
+        number = seq >> _BLOCK_BITS
+        later = [n for n in self._blocks if n > number]
+        return min(later) << _BLOCK_BITS if later else self._next_seq
 
     # ----------------------------------------------------------------- reads
 
@@ -165,7 +176,7 @@ class Store:
         matches = _matcher(pattern)
         shards = self._shards
         out: list[bytes] = []
-        for key in self._order.values():
+        for key in self._order_keys():
             expiry = shards[hash(key) & _MASK][key][1]
             if (expiry is None or expiry > now_ms) and matches(key):
                 out.append(key)
@@ -178,13 +189,17 @@ class Store:
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
         matches = _matcher(pattern)
-        order, shards, end = self._order, self._shards, self._next_seq
+        blocks, shards, end = self._blocks, self._shards, self._next_seq
         seq = max(cursor + 1, self._low_seq)
         examined = slots = 0
         out: list[bytes] = []
         while seq < end and examined < count and slots < 10 * count:
-            key = order.get(seq)
             slots += 1
+            block = blocks.get(seq >> _BLOCK_BITS)
+            if block is None:  # a whole block of gone seqs: skip it in one slot
+                seq = self._next_block_start(seq)
+                continue
+            key = block.get(seq)
             if key is not None:
                 examined += 1
                 expiry = shards[hash(key) & _MASK][key][1]
@@ -195,7 +210,6 @@ class Store:
 
     def view(self, index: int, term: int, clock_ms: int) -> EntriesView:
         """A consistent, immutable :class:`EntriesView` of the current contents."""
-        self._shared = set(range(SHARDS))
         return EntriesView(index, term, clock_ms, tuple(self._shards), self._bytes)
 
     # ------------------------------------------------------------- mutations
@@ -206,18 +220,21 @@ class Store:
         The caller handles an expiry at or before ``now_ms`` (by deleting
         instead); ``now_ms`` is used only to purge before a capacity eviction.
         """
-        shard, order = self._own(key), self._order
-        old = shard.get(key)
+        shard = self._own(key)
+        old = shard.pop(key, None)  # re-inserted below: the shard stays in write order
         if old is None:
             self._count += 1
             self._bytes += len(key) + len(value)
         else:
-            del order[old[2]]
+            self._order_remove(old[2])
             self._bytes += len(value) - len(old[0])
         seq = self._next_seq
         self._next_seq = seq + 1
-        shard[key] = (value, expiry_ms, seq)
-        order[seq] = key
+        shard[key] = _new_entry(value, expiry_ms, seq)
+        if seq >> _BLOCK_BITS == self._tail_no:
+            self._tail[seq] = key
+        else:
+            self._order_append(seq, key)
         if expiry_ms is not None and (old is None or old[1] != expiry_ms):
             heapq.heappush(self._heap, (expiry_ms, key))
             if len(self._heap) > 2 * self._count + _SLACK:
@@ -232,7 +249,7 @@ class Store:
         if key not in self._shards[hash(key) & _MASK]:
             return False
         entry = self._own(key).pop(key)
-        del self._order[entry[2]]
+        self._order_remove(entry[2])
         self._count -= 1
         self._bytes -= len(key) + len(entry[0])
         return True
@@ -240,11 +257,12 @@ class Store:
     def clear(self) -> None:
         """Remove every entry (sequence numbers keep growing)."""
         self._shards = [{} for _ in range(SHARDS)]
-        self._shared = set()
         self._count = 0
         self._bytes = 0
-        self._order = {}
-        self._heap = []
+        self._tail_no = self._next_seq >> _BLOCK_BITS
+        self._tail = {}
+        self._blocks = {self._tail_no: self._tail}
+        self._heap = _untracked_list([])
         self._low_seq = self._next_seq
 
     def purge_expired(self, now_ms: int, limit: int | None) -> int:
@@ -267,34 +285,39 @@ class Store:
         # Expired entries go first, so no live key is evicted while dead ones
         # take room. Amortised: each heap item is popped once.
         self.purge_expired(now_ms, None)
-        order = self._order
         seq = self._low_seq
         while self.capacity is not None and self._count > self.capacity:
-            key = order.get(seq)
+            if seq >> _BLOCK_BITS not in self._blocks:
+                seq = self._next_block_start(seq)
+                continue
+            key = self._order_get(seq)
             if key is not None:
                 self.delete(key)
             seq += 1
         self._low_seq = seq
 
     def _rebuild_heap(self) -> None:
-        self._heap = [
-            (e[1], k) for shard in self._shards for k, e in shard.items() if e[1] is not None
-        ]
+        self._heap = _untracked_list(
+            [(e[1], k) for shard in self._shards for k, e in shard.items() if e[1] is not None]
+        )
         heapq.heapify(self._heap)
 
     def _renumber(self) -> None:
         # Give every entry a fresh seq above all old ones, keeping write
         # order. A SCAN cursor from before may then revisit keys, never skip.
+        keys = list(self._order_keys())
         base = self._next_seq
-        order: dict[int, bytes] = {}
-        for offset, key in enumerate(self._order.values()):
+        self._tail_no = base >> _BLOCK_BITS
+        self._tail = {}
+        self._blocks = {self._tail_no: self._tail}
+        new = _new_entry
+        for seq, key in enumerate(keys, start=base):
             shard = self._own(key)
             value, expiry, _ = shard[key]
-            shard[key] = (value, expiry, base + offset)
-            order[base + offset] = key
-        self._order = order
+            shard[key] = new(value, expiry, seq)  # in place: shard order is kept
+            self._order_append(seq, key)
         self._low_seq = base
-        self._next_seq = base + len(order)
+        self._next_seq = base + len(keys)
 
     def check_invariants(self) -> None:
         """Verify the internal tables agree (for tests; O(n)).
@@ -303,14 +326,22 @@ class Store:
             AssertionError: an invariant is broken.
         """
         by_key = {k: e for shard in self._shards for k, e in shard.items()}
-        assert len(by_key) == self._count == len(self._order)
+        blocks = self._blocks
+        assert list(blocks) == sorted(blocks) and blocks[self._tail_no] is self._tail
+        assert all(block or n == self._tail_no for n, block in blocks.items())
+        order = [(seq, key) for block in blocks.values() for seq, key in block.items()]
+        assert all(blocks[seq >> _BLOCK_BITS].get(seq) == key for seq, key in order)
+        assert len(by_key) == self._count == len(order)
         assert self._bytes == sum(len(k) + len(e[0]) for k, e in by_key.items())
         for i, shard in enumerate(self._shards):
             assert all(hash(k) & _MASK == i for k in shard)
-        seqs = list(self._order)
+            shard_seqs = [e[2] for e in shard.values()]
+            assert shard_seqs == sorted(shard_seqs), "a shard is not in write order"
+        seqs = [seq for seq, _ in order]
         assert seqs == sorted(seqs)
         assert all(self._low_seq <= seq < self._next_seq for seq in seqs)
-        assert all(by_key[key][2] == seq for seq, key in self._order.items())
+        assert all(by_key[key][2] == seq for seq, key in order)
+        assert not self._heap or not _accel or not gc.is_tracked(self._heap)
         pending = set(self._heap)
         assert all((e[1], k) in pending for k, e in by_key.items() if e[1] is not None)
         if self.capacity is not None:
@@ -330,8 +361,62 @@ class Store:
                 or repeats a key.
         """
         store = cls(capacity)
-        shards, order = store._shards, store._order
         seq = nbytes = 0
+        rest: Iterable[EntryLike] = entries
+        if _accel is not None and type(entries) is list and entries:
+            seq, nbytes, rest = store._fill_accelerated(entries)
+        seq, nbytes = store._fill(rest, seq, nbytes)
+        store._count = seq
+        store._bytes = nbytes
+        store._next_seq = seq + 1
+        store._tail_no = max(store._blocks)
+        store._tail = store._blocks[store._tail_no]
+        if capacity is not None and seq > capacity:
+            # Evict oldest-written without purging: restore keeps exact state.
+            for old_seq in range(1, seq - capacity + 1):
+                key = store._order_get(old_seq)
+                assert key is not None
+                store.delete(key)
+            store._low_seq = seq - capacity + 1
+            store._rebuild_heap()
+        else:
+            heapq.heapify(store._heap)
+        return store
+
+    def _fill_accelerated(self, entries: list[EntryLike]) -> tuple[int, int, Iterable[EntryLike]]:
+        """Insert ``entries`` in C as far as it can go; return seq, bytes and what is left.
+
+        C takes items of the first item's type when it is a named tuple with
+        the fields ``(key, value, expiry_ms)`` (the reader's ``SnapshotEntry``).
+        """
+        assert _accel is not None
+        cls = type(entries[0])
+        if not issubclass(cls, tuple) or getattr(cls, "_fields", None) != _FIELDS:
+            return 0, 0, entries
+        seq = nbytes = 0
+        # In slices, so that a restore in a worker thread (a snapshot install
+        # on a serving follower) lets the event loop take the GIL in between.
+        for start in range(0, len(entries), _FILL_SLICE):
+            done, seq, added, status = _accel.fill(
+                entries[start : start + _FILL_SLICE],
+                self._shards,
+                _MASK,
+                self._blocks,
+                _BLOCK_BITS,
+                self._heap,
+                seq,
+                cls,
+            )
+            nbytes += added
+            if status:  # 1 or 2 (a bad or repeated entry): the Python path raises the error
+                return seq, nbytes, islice(entries, start + done, None)
+        return seq, nbytes, ()
+
+    def _fill(self, entries: Iterable[EntryLike], seq: int, nbytes: int) -> tuple[int, int]:
+        """Insert ``entries`` after ``seq`` entries already in; return the new seq and bytes."""
+        self._tail_no = max(self._blocks)  # the C path may have added blocks
+        self._tail = self._blocks[self._tail_no]
+        shards, heap, new, append = self._shards, self._heap, _new_entry, self._order_append
         for entry in entries:
             key, value, expiry = entry.key, entry.value, entry.expiry_ms
             _check_entry(key, value, expiry)
@@ -340,18 +425,34 @@ class Store:
                 raise SnapshotError(f"duplicate key in snapshot entries: {key[:64]!r}")
             seq += 1
             nbytes += len(key) + len(value)
-            shard[key] = (value, expiry, seq)
-            order[seq] = key
-        store._count = seq
-        store._bytes = nbytes
-        store._next_seq = seq + 1
-        if capacity is not None and seq > capacity:
-            # Evict oldest-written without purging: restore keeps exact state.
-            for old_seq in range(1, seq - capacity + 1):
-                store.delete(order[old_seq])
-            store._low_seq = seq - capacity + 1
-        store._rebuild_heap()
-        return store
+            shard[key] = new(value, expiry, seq)
+            append(seq, key)
+            if expiry is not None:
+                heap.append((expiry, key))
+        return seq, nbytes
+
+
+_FIELDS: Final = ("key", "value", "expiry_ms")
+
+
+def _plain_entry(value: bytes, expiry: int | None, seq: int) -> Entry:
+    return (value, expiry, seq)
+
+
+def _untracked_list(items: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """``items``, untracked by the GC when the C helper is built (for the expiry heap).
+
+    The heap holds only ``(int, bytes)`` tuples, which cannot form a cycle, so
+    the collector need not walk it (one cache miss per item on every full pass).
+    """
+    if _accel is not None:
+        _accel.untrack_list(items)
+    return items
+
+
+_new_entry: Callable[[bytes, int | None, int], Entry] = (
+    _plain_entry if _accel is None else _accel.entry
+)
 
 
 def _check_entry(key: object, value: object, expiry: object) -> None:

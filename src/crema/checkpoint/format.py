@@ -30,7 +30,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from crema.checkpoint._mcrs import ShardMerge
 
 MAGIC = b"MCRS"
 VERSION = 1
@@ -289,6 +292,19 @@ def encode_batch(items: list[object]) -> bytes | None:
     rejects it.
     """
     return None if _accel is None else _accel.encode(items)
+
+
+def shard_merger(tables: tuple[dict[bytes, tuple[bytes, int | None, int]], ...]) -> ShardMerge:
+    """The accelerator's write-order encoder of a store view's tables.
+
+    Raises:
+        RuntimeError: the accelerator is not built (check :func:`accelerated`).
+        TypeError: a table holds an entry of another shape.
+    """
+    if _accel is None:
+        raise RuntimeError("the C accelerator is not built")
+    merger: ShardMerge = _accel.ShardMerge(tables)
+    return merger
 
 
 class BodyDecoder:

@@ -25,6 +25,7 @@ from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol, runtime_checkable
 
 import lz4.frame
 
@@ -42,6 +43,7 @@ from crema.checkpoint.format import (
     encode_batch,
     encode_header,
     expiry_to_ms,
+    shard_merger,
     to_bytes,
 )
 from crema.checkpoint.info import SnapshotInfo
@@ -51,6 +53,24 @@ DEFAULT_CHUNK_SIZE = 1 << 20
 TEMP_SUFFIX = ".tmp"
 _COUNT_FRAME_SIZE = len(lz4.frame.compress(bytes(8)))
 _BATCH = 1024  # entries encoded per call of the accelerator
+MERGE_ENTRIES = 2048
+"""Entries a :class:`ShardedEntries` source encodes per C call (about 1 ms holding the GIL)."""
+
+
+@runtime_checkable
+class ShardedEntries(Protocol):
+    """A store view split in tables, each iterating in ascending write sequence number.
+
+    ``shard_tables()`` returns dicts ``key -> (value, expiry_ms | None, seq)``
+    that do not change while the snapshot is written; merged by ``seq`` they
+    are the snapshot's entries in order. The writer encodes such a source in
+    C, a slice at a time, when the accelerator is built (else it iterates it).
+    """
+
+    def shard_tables(self) -> tuple[dict[bytes, tuple[bytes, int | None, int]], ...]:
+        """The tables of the view."""
+        ...
+
 
 EntryLike = SnapshotEntry | tuple[bytes | str, bytes | str, int | datetime | None]
 """What a writer accepts: a ``SnapshotEntry`` or a ``(key, value, expiry)`` tuple."""
@@ -154,10 +174,29 @@ class SnapshotWriter:
         """
         if self._closed:
             raise SnapshotError("write_entries() on a finished or aborted writer", self.path)
-        if accelerated():
+        tables = getattr(entries, "shard_tables", None)
+        if tables is not None and accelerated():
+            self._write_merged(tables())
+        elif accelerated():
             self._write_batches(iter(entries))
         else:
             self._write_python(entries)
+
+    def _write_merged(self, tables: tuple[dict[bytes, tuple[bytes, int | None, int]], ...]) -> None:
+        """Encode a :class:`ShardedEntries` source in write order, in short C slices.
+
+        Each slice holds the GIL about a millisecond; compression, the CRC
+        and the file writes release it, so a writer thread leaves the event
+        loop room to run.
+        """
+        merger = shard_merger(tables)
+        limit, base = self._chunk_size, self._count
+        while data := merger.encode(MERGE_ENTRIES, limit):
+            self._parts.append(data)
+            self._count = base + merger.count
+            self._buffered += len(data)
+            if self._buffered >= limit:
+                self._flush_chunk()
 
     def _write_batches(self, entries: Iterator[EntryLike]) -> None:
         """Encode batches in C; a batch with an unusual item takes the Python path."""
@@ -198,19 +237,31 @@ class SnapshotWriter:
                 self._count += count
                 count = 0
                 self._flush_chunk()
-                buffered = 0
+                buffered = self._buffered
         self._count += count
         self._buffered = buffered
 
-    def _flush_chunk(self) -> None:
+    def _flush_chunk(self, final: bool = False) -> None:
+        """Compress and write the buffered bytes in pieces of exactly ``chunk_size``.
+
+        LZ4's output depends on how its input is split between calls, so the
+        pieces are cut at fixed offsets of the plain body, whatever path
+        encoded the entries: the same entries always give the same file.
+        Less than a piece stays buffered, except at the end (``final``).
+        """
         data = b"".join(self._parts)
         self._parts.clear()
-        self._buffered = 0
-        if self._compressor is not None:
-            data = self._compressor.compress(data)
-        self._emit(data)
+        size = self._chunk_size
+        cut = len(data) if final else len(data) - len(data) % size
+        if cut < len(data):
+            self._parts.append(data[cut:])
+        self._buffered = len(data) - cut
+        view = memoryview(data)
+        for start in range(0, cut, size):
+            piece = view[start : min(start + size, cut)]
+            self._emit(piece if self._compressor is None else self._compressor.compress(piece))
 
-    def _emit(self, data: bytes) -> None:
+    def _emit(self, data: bytes | memoryview) -> None:
         if not data:
             return
         self._crc = zlib.crc32(data, self._crc)
@@ -245,7 +296,7 @@ class SnapshotWriter:
             if self.info is not None:
                 return self.info
             raise SnapshotError("finish() on an aborted writer", self.path)
-        self._flush_chunk()
+        self._flush_chunk(final=True)
         if self._compressor is not None:
             self._emit(self._compressor.flush())
         head = encode_header(self.metadata, self.compression) + self._encode_count()

@@ -3,7 +3,12 @@
 The trigger policy is checked as entries apply. A snapshot is the state
 machine's :meth:`entries_view` at one applied index (cheap to take; the
 state machine keeps applying), written by the ``CheckpointManager`` in a
-worker thread, or in a forked child for large views. Before writing, the
+worker thread. With the C accelerator the writer encodes the view in short
+slices (about a millisecond each) and releases the GIL for compression, the
+CRC and the file writes; the switch interval is lowered while it runs so the
+event loop gets the GIL back quickly. Without the accelerator, large views
+are written by a forked child instead (pure-Python encoding would hold the
+GIL for seconds). Before writing, the
 free space of the checkpoint file system is compared with an estimate of
 the snapshot's size: when short, the snapshot is skipped with a warning and
 counted, and retried later. A failed snapshot is logged and counted; it
@@ -18,9 +23,11 @@ import gc
 import logging
 import os
 import shutil
+import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from crema.cache.store import EntriesView
@@ -32,6 +39,7 @@ from crema.checkpoint import (
     SnapshotReader,
     snapshot_name,
 )
+from crema.checkpoint.format import accelerated
 from crema.errors import SnapshotError
 from crema.histogram import DURATION_BUCKETS, Histogram
 
@@ -41,7 +49,38 @@ RETRY_AFTER_S = 5.0
 """Seconds before a skipped or failed snapshot is tried again."""
 _BYTES_PER_ENTRY = 64
 FORK_MIN_ENTRIES = 100_000
-"""Views at least this large are written by a forked child (see ``_create_forked``)."""
+"""Without the C accelerator, views at least this large are written by a forked child."""
+SWITCH_INTERVAL_S = 0.0005
+"""``sys.setswitchinterval`` while a snapshot thread runs (the default is 5 ms)."""
+
+
+_switching_lock = threading.Lock()
+_switching_users = 0
+_switching_saved = 0.0
+
+
+@contextlib.contextmanager
+def fast_gil_switching(interval: float = SWITCH_INTERVAL_S) -> Iterator[None]:
+    """Lower the GIL switch interval for the duration, then restore it.
+
+    A thread that wants the GIL waits this long before asking the holder to
+    drop it; while a snapshot thread runs, the event loop should not wait the
+    default 5 ms each time it wants to run. Overlapping uses (several nodes in
+    one process) nest: the first saves the setting, the last restores it.
+    """
+    global _switching_users, _switching_saved  # noqa: PLW0603 - one process-wide setting
+    with _switching_lock:
+        if _switching_users == 0:
+            _switching_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switching_saved, interval))
+        _switching_users += 1
+    try:
+        yield
+    finally:
+        with _switching_lock:
+            _switching_users -= 1
+            if _switching_users == 0:
+                sys.setswitchinterval(_switching_saved)
 
 
 class Checkpointer:
@@ -72,7 +111,8 @@ class Checkpointer:
         self._last_time = time.monotonic()
         self._retry_at = 0.0
         self._task: asyncio.Task[SnapshotInfo | None] | None = None
-        self.fork_min_entries = FORK_MIN_ENTRIES
+        self.fork_min_entries: int | None = None if accelerated() else FORK_MIN_ENTRIES
+        """Views at least this large are written by a forked child (None: never fork)."""
         self.written = 0
         self.skipped_low_space = 0
         self.failed = 0
@@ -155,9 +195,19 @@ class Checkpointer:
         return info
 
     async def _create(self, meta: SnapshotMetadata, view: EntriesView) -> SnapshotInfo:
-        if hasattr(os, "fork") and len(view) >= self.fork_min_entries:
+        fork_min = self.fork_min_entries
+        if fork_min is not None and hasattr(os, "fork") and len(view) >= fork_min:
             return await self._create_forked(meta, view)
-        return await asyncio.to_thread(self.manager.create_snapshot, meta, view)
+        with fast_gil_switching():
+            return await asyncio.to_thread(self._create_in_thread, meta, view)
+
+    def _create_in_thread(self, meta: SnapshotMetadata, view: EntriesView) -> SnapshotInfo:
+        try:
+            return self.manager.create_snapshot(meta, view)
+        finally:
+            # Shards copied meanwhile die with the view: free them here, one
+            # at a time, rather than all at once on the event loop.
+            view.release(pause=_yield_gil)
 
     async def _create_forked(self, meta: SnapshotMetadata, view: EntriesView) -> SnapshotInfo:
         """Write the snapshot in a forked child, as Redis's BGSAVE does.
@@ -169,10 +219,12 @@ class Checkpointer:
         """
         gc.freeze()  # the parent's collector must not touch (and thus copy) every page
         try:
-            pid = os.fork()
-        except OSError:
-            gc.unfreeze()
-            raise
+            return await self._fork_and_wait(meta, view)
+        finally:
+            gc.unfreeze()  # never left on: objects made since are collected as usual
+
+    async def _fork_and_wait(self, meta: SnapshotMetadata, view: EntriesView) -> SnapshotInfo:
+        pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             gc.disable()
             os.nice(10)  # serving comes first when cores are scarce
@@ -184,9 +236,6 @@ class Checkpointer:
                 traceback.print_exc()
             finally:
                 os._exit(code)
-        # The heap stays frozen: objects alive now (mostly cache entries, which form
-        # no reference cycles) are no longer scanned by full collections, whose
-        # pauses grow with the cache (hundreds of ms at a million entries).
         _, status = await asyncio.to_thread(os.waitpid, pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SnapshotError(f"snapshot child {pid} failed", self.manager.directory)
@@ -208,3 +257,7 @@ class Checkpointer:
         """Wait for a snapshot in progress to land."""
         if self._task is not None:
             await asyncio.wait({self._task})
+
+
+def _yield_gil() -> None:
+    time.sleep(0)  # releases the GIL: a waiting thread (the event loop) runs first
