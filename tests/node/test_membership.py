@@ -73,7 +73,8 @@ def test_add_and_remove_a_node(tmp_path: Path) -> None:
             await new.shutdown()
             del nodes[4]
             await leader.put("after-remove", "1")
-            assert leader_of(nodes) is not None
+            # the restarted follower learns who leads from its next append
+            await wait_until(lambda: leader_of(nodes) is not None, what="one leader all follow")
         finally:
             await stop_all(nodes)
 
