@@ -120,7 +120,7 @@ def converged(sim: Simulation) -> bool:
     assert members is not None
     for node_id in members:
         node = sim.nodes.get(node_id)
-        if node is None or node.applied != log.committed or node.raw.has_ready():
+        if node is None or node.applied != log.committed or node.writes or node.raw.has_ready():
             return False
     return True
 

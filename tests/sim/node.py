@@ -15,6 +15,7 @@ from crema.raft.messages import Message
 from crema.raft.rawnode import RawNode, Ready
 from crema.raft.types import ConfState, Entry, EntryType, Index, NodeId, Term
 from tests.sim.params import SimParams
+from tests.sim.writes import PendingWrite
 
 KV = dict[str, str]
 
@@ -76,6 +77,10 @@ class SimNode:
         self.waiting_reads: list[tuple[int, int]] = []  # (index, op id)
         self.incoming_snapshots: dict[int, KV] = {}
         self.role = Role.FOLLOWER
+        # Asynchronous writes (tests/sim/writes.py): not yet durable, lost on a crash.
+        self.writes: list[PendingWrite] = []
+        self.queued: dict[int, int] = {}  # index -> term of the entries written or queued
+        self.queued_hard = disk.storage.initial_state()[0]
 
     def is_leader(self) -> bool:
         """Whether the core believes it leads."""
@@ -116,6 +121,8 @@ class SimNode:
         """Take an application snapshot and compact, every ``snapshot_interval`` entries."""
         if self.applied - self.disk.snap_index < self.params.snapshot_interval:
             return
+        if self.applied > self.disk.storage.initial_state()[0].commit:
+            return  # asynchronous writes: the commit index is not durable yet
         plan = self.raw.snapshot_created(self.applied, self.params.keep_entries)
         self.disk.snap_index = plan.meta.index
         self.disk.snap_kv = dict(self.kv)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True, slots=True)
 class SimParams:
     """Knobs of one run; :meth:`from_seed` picks them so that seeds explore different mixes.
 
-    Time is in steps; a node ticks every ``tick_steps`` steps.
+    Time is in steps; a node ticks every ``tick_steps`` steps. With
+    ``async_writes`` a node's storage writes become durable 1 to
+    ``write_delay`` steps after its Ready (see ``tests/sim/writes.py``);
+    ``async_override`` records that the caller forced the mode (for replay).
     """
 
     seed: int
@@ -38,12 +41,22 @@ class SimParams:
     check_quorum: bool = True
     testing_bug: str | None = None
     hold_commit: bool = False
+    async_writes: bool = False
+    write_delays: tuple[int, ...] = (1,)
+    power_loss_rate: float = 0.0
+    async_override: bool | None = None
 
     @classmethod
-    def from_seed(cls, seed: int, testing_bug: str | None = None) -> SimParams:
-        """Parameters for ``seed`` (deterministic)."""
+    def from_seed(
+        cls, seed: int, testing_bug: str | None = None, async_writes: bool | None = None
+    ) -> SimParams:
+        """Parameters for ``seed`` (deterministic); ``async_writes`` forces that mode on or off.
+
+        New knobs are drawn after the older ones, so that a seed keeps the
+        fault mix it had before they existed.
+        """
         rng = random.Random(seed ^ 0x5EED)
-        return cls(
+        params = cls(
             seed=seed,
             nodes=rng.choice((3, 3, 5)),
             drop=rng.choice((0.0, 0.02, 0.1)),
@@ -61,4 +74,10 @@ class SimParams:
             check_quorum=rng.random() < 0.8,
             testing_bug=testing_bug,
             hold_commit=rng.random() < 0.5,
+            async_writes=rng.random() < 0.3,
+            write_delays=tuple(rng.choice((2, 6, 30)) for _ in range(4)),
+            power_loss_rate=rng.choice((0.0, 0.001, 0.003)),
         )
+        if async_writes is None:
+            return params
+        return replace(params, async_writes=async_writes, async_override=async_writes)

@@ -3,6 +3,7 @@
 .venv/bin/python -m tests.sim.run --seed 42 -v          # replay one seed, with a trace
 .venv/bin/python -m tests.sim.run --seeds 0:10000       # a range of seeds
 .venv/bin/python -m tests.sim.run --seed 3 --bug vote-without-log-check
+.venv/bin/python -m tests.sim.run --seeds 0:50 --async-writes on   # force asynchronous writes
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="one seed to run")
     parser.add_argument("--seeds", default="0:100", help="range lo:hi of seeds")
     parser.add_argument("--bug", default=None, help="enable a test-only deliberate bug")
+    parser.add_argument(
+        "--async-writes",
+        choices=("on", "off"),
+        default=None,
+        help="force asynchronous storage writes on or off (default: the seed decides)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print the event trace")
     parser.add_argument("--progress", type=int, default=0, help="report every N seeds")
     args = parser.parse_args(argv)
@@ -28,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         lo, hi = (int(x) for x in args.seeds.split(":"))
         seeds = range(lo, hi)
+    async_writes = None if args.async_writes is None else args.async_writes == "on"
     failures = 0
     start = time.perf_counter()
     for done, seed in enumerate(seeds, 1):
@@ -35,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             elapsed = time.perf_counter() - start
             print(f"{done} seeds, {failures} failed, {elapsed:.0f} s", flush=True)
         try:
-            stats = run_seed(seed, args.bug, args.verbose)
+            stats = run_seed(seed, args.bug, args.verbose, async_writes)
         except SimFailure as exc:
             failures += 1
             print(exc, flush=True)

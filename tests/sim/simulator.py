@@ -26,9 +26,10 @@ from crema.raft.confchange import ConfChange, ConfChangeType
 from crema.raft.core import Role
 from crema.raft.memory_storage import MemoryStorage
 from crema.raft.messages import Message, MessageType
-from crema.raft.rawnode import bootstrap
-from crema.raft.types import EntryType, NodeId
-from tests.sim import checks
+from crema.raft.rawnode import Ready, bootstrap
+from crema.raft.read_only import ReadState
+from crema.raft.types import Entry, EntryType, NodeId
+from tests.sim import checks, writes
 from tests.sim.linearizability import Operation, check_history
 from tests.sim.node import KV, Disk, SimNode, decode_command, encode_command
 from tests.sim.params import SimParams
@@ -42,6 +43,8 @@ class SimFailure(AssertionError):  # noqa: N818 - reads well in reports
 
     def __init__(self, params: SimParams, step: int, message: str) -> None:
         bug = f" --bug {params.testing_bug}" if params.testing_bug else ""
+        if params.async_override is not None:
+            bug += f" --async-writes {'on' if params.async_override else 'off'}"
         super().__init__(
             f"simulation seed {params.seed} failed at step {step}: {message}\n"
             f"replay: .venv/bin/python -m tests.sim.run --seed {params.seed}{bug} -v"
@@ -177,7 +180,10 @@ class Simulation:
 
     def handle_ready(self, node: SimNode, hold_commit: bool = False) -> None:
         """Persist, send, apply, advance; possibly crash in the middle."""
-        rd = node.raw.ready(hold_commit)
+        self.finish_ready(node, node.raw.ready(hold_commit))
+
+    def finish_ready(self, node: SimNode, rd: Ready) -> None:
+        """Handle ``rd`` synchronously: its write is durable before anything else."""
         outgoing = node.outgoing(rd)
         early = rd.early_messages
         for m, payload in outgoing[:early]:
@@ -192,22 +198,33 @@ class Simulation:
             return
         node.persist(rd)
         if rd.soft_state is not None:
-            self._on_soft_state(node)
+            self.on_soft_state(node)
         for m, payload in outgoing[early:]:
             self.send(m, payload)
-        for entry in rd.committed_entries:
+        self.apply_committed(node, rd.committed_entries, rd.read_states)
+        node.raw.advance(rd)
+        self.after_apply(node)
+
+    def apply_committed(
+        self, node: SimNode, committed: list[Entry], read_states: list[ReadState]
+    ) -> None:
+        """Step 3 of a Ready: apply, check and resolve writes; queue the reads."""
+        for entry in committed:
             node.apply(entry)
             checks.on_apply(self, node, entry)
             self._resolve_write(node, entry.index, entry.term, entry.type, entry.data)
-        for rs in rd.read_states:
+        for rs in read_states:
             op_id = node.pending_reads.pop(rs.context, None)
             if op_id is not None:
                 node.waiting_reads.append((rs.index, op_id))
-        node.raw.advance(rd)
+
+    def after_apply(self, node: SimNode) -> None:
+        """After ``advance``: serve the reads now applied, maybe take a snapshot."""
         self._serve_reads(node)
         node.maybe_snapshot()
 
-    def _on_soft_state(self, node: SimNode) -> None:
+    def on_soft_state(self, node: SimNode) -> None:
+        """Count elections and check election safety and leader completeness."""
         raft = node.raw.raft
         if raft.role is Role.LEADER and node.role is not Role.LEADER:
             self.stats.elections += 1
@@ -269,13 +286,20 @@ class Simulation:
             if (self.now + node.id) % self.p.tick_steps == 0:
                 node.raw.tick()
         self.deliver_due()
+        if self.p.async_writes:
+            for node in list(self.nodes.values()):
+                if node.id in self.nodes:
+                    writes.complete(self, node)
         if self.faults:
             self._run_clients()
         for node in list(self.nodes.values()):
             # Like the runtime, sometimes hold a commit-only broadcast for later.
             hold = self.p.hold_commit and self.rng.random() < 0.5
             if node.id in self.nodes and node.raw.has_ready(hold):
-                self.handle_ready(node, hold)
+                if self.p.async_writes:
+                    writes.handle_ready(self, node, hold)
+                else:
+                    self.handle_ready(node, hold)
         checks.after_step(self)
 
     def _inject_faults(self) -> None:
@@ -285,6 +309,10 @@ class Simulation:
         if self.nodes and rng.random() < p.crash_rate:
             victim = rng.choice(sorted(self.nodes))
             self.crash(victim, rng.randint(20, 400))
+        if p.async_writes and self.nodes and rng.random() < p.power_loss_rate:
+            self.trace("power loss")  # every node loses its writes in progress
+            for node_id in sorted(self.nodes):
+                self.crash(node_id, rng.randint(5, 60))
         if rng.random() < p.conf_change_rate:
             self._conf_change()
         if rng.random() < p.transfer_rate:
@@ -427,6 +455,16 @@ class Simulation:
         return self.stats
 
 
-def run_seed(seed: int, testing_bug: str | None = None, verbose: bool = False) -> Stats:
-    """Run the simulation of ``seed``; raises :class:`SimFailure` on a violation."""
-    return Simulation(SimParams.from_seed(seed, testing_bug), verbose).run()
+def run_seed(
+    seed: int,
+    testing_bug: str | None = None,
+    verbose: bool = False,
+    async_writes: bool | None = None,
+) -> Stats:
+    """Run the simulation of ``seed``; raises :class:`SimFailure` on a violation.
+
+    ``async_writes`` forces asynchronous storage writes on or off (None: the
+    seed decides).
+    """
+    params = SimParams.from_seed(seed, testing_bug, async_writes)
+    return Simulation(params, verbose).run()

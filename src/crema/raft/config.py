@@ -9,7 +9,7 @@ from crema.raft.types import Index, NodeId
 
 _I0 = Index(0)
 
-TESTING_BUGS = frozenset({"vote-without-log-check", "commit-old-term"})
+TESTING_BUGS = frozenset({"vote-without-log-check", "commit-old-term", "count-own-before-durable"})
 """Deliberate bugs the simulation must catch; never enable outside tests."""
 
 

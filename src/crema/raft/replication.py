@@ -90,6 +90,8 @@ def bcast_heartbeat(r: Raft, context: bytes = b"") -> None:
 def maybe_commit(r: Raft) -> bool:
     """Advance the commit index to what a majority replicated, if from this term (§5.4.2)."""
     match = {node: pr.match for node, pr in r.progress.items()}
+    if r.config.testing_bug == "count-own-before-durable" and r.id in match:
+        match[r.id] = r.log.last_index()  # deliberate bug: count our unpersisted entries
     index = quorum.committed_index(r.conf.voters, match)
     log = r.log
     if index <= log.committed:
