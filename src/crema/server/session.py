@@ -155,6 +155,8 @@ class Session:
         silent: set by SHUTDOWN: close without a reply.
         ticket: the read-barrier ticket of the batch being served.
         last_command: the last command's name (``CLIENT INFO`` ``cmd=``).
+        serial_write: set by a write that could not be submitted at once: the
+            connection runs no later command until it is done.
     """
 
     server: ServerState
@@ -171,6 +173,7 @@ class Session:
     silent: bool = False
     ticket: int = 0
     last_command: str = "NULL"
+    serial_write: bool = False
     created_at: float = field(default_factory=time.monotonic)
     last_active: float = field(default_factory=time.monotonic)
 

@@ -33,6 +33,12 @@ def result_reply(result: Result) -> Reply:
 async def execute(session: Session, command: Command) -> Reply:
     """Run ``command`` through the backend (atomic cluster-wide) and return its reply.
 
+    The command is submitted at once (:meth:`Backend.submit`), so a connection
+    can submit its next pipelined write while this one is in flight. When it
+    cannot be sent at once (no leader known, ...), ``session.serial_write``
+    is set: the connection runs nothing else until this write is done, which
+    keeps the connection's writes in order while it waits and retries.
+
     Raises:
         WriteRejectedError: definitely not applied (the dispatcher replies ``-TRYAGAIN``).
         OutcomeUnknownError: may have been applied (``-UNKNOWN``).
@@ -40,7 +46,12 @@ async def execute(session: Session, command: Command) -> Reply:
     server = session.server
     started = time.perf_counter()
     try:
-        result = await server.backend.execute(command)
+        submitted = server.backend.submit(command)
+        if submitted is None:
+            session.serial_write = True
+            result = await server.backend.execute(command)
+        else:
+            result = await submitted
     finally:
         server.stats.write_latency.observe(time.perf_counter() - started)
     return result_reply(result)
