@@ -236,6 +236,33 @@ def test_redis_py_writes_through_a_follower_and_reads_everywhere(cluster: LocalC
             ]
 
 
+@pytest.mark.parametrize("role", ["leader", "follower"])
+def test_pipelined_writes_keep_order_and_survive_an_error(cluster: LocalCluster, role: str) -> None:
+    leader = cluster.wait_leader()
+    node = leader if role == "leader" else _follower(cluster)
+    key = f"pipe:{role}"
+    with node.client() as client:
+        pipe = client.pipeline(transaction=False)
+        for i in range(300):
+            pipe.incr(key)
+            if i == 150:
+                pipe.set(f"{key}:text", "abc")
+                pipe.incr(f"{key}:text")  # fails in the middle of the pipeline
+            if i % 50 == 49:
+                pipe.get(key)  # reads the connection's own writes before it
+        results = pipe.execute(raise_on_error=False)
+    incrs = [r for r in results if type(r) is int]
+    assert incrs == list(range(1, 301))  # applied and answered in order
+    assert [r for r in results if isinstance(r, bytes)] == [str(n).encode() for n in
+                                                              range(50, 301, 50)]  # fmt: skip
+    errors = [r for r in results if isinstance(r, redis.ResponseError)]
+    assert len(errors) == 1 and "not an integer" in str(errors[0])
+    assert sum(r is True for r in results) == 1  # the SET
+    for other in cluster.nodes:
+        with other.client() as client:
+            assert client.get(key) == b"300"
+
+
 def test_cluster_runs_on_uvloop_when_installed(cluster: LocalCluster) -> None:
     pytest.importorskip("uvloop")
     cluster.wait_leader()

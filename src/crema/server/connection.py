@@ -19,6 +19,9 @@ Rules:
   so a connection reads its own writes. A write that could not be
   submitted at once (no leader known) blocks every later command until it
   is done (see :func:`~crema.server.commands.common.execute`).
+* A plain ``GET key`` that may read now (``local`` mode, or its read
+  barrier already satisfied, and nothing in flight) is served inline,
+  without the dispatcher's layers; its counters are the same.
 * A non-write command that suspends (a linearizable read waiting for its
   barrier) blocks later commands until it is done.
 * Bounded: while commands wait, input beyond :data:`MAX_PENDING_INPUT` bytes
@@ -68,6 +71,7 @@ MAX_INFLIGHT_WRITES = 1024
 """Writes of one connection in flight at most; then it stops reading until one finishes."""
 
 _MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
+_GET_NAMES = frozenset((b"GET", b"get", b"Get"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,15 +256,12 @@ class Connection(asyncio.Protocol):
         """Run commands from the callback until the input is used up or one must wait."""
         self._stalled = True
         parser = self._parser
+        barrier = self._state.barrier
         while not (self._write_paused or self._closing):
-            if self._blocker is not None or self._writes >= MAX_INFLIGHT_WRITES:
-                if self._writes >= MAX_INFLIGHT_WRITES:
-                    self._pause_reading()
+            if self._must_wait():
                 break
             held = self._held
             if held is not None:
-                if self._writes:
-                    break  # a read waits for the connection's writes
                 self._held = None
                 self._start(session, held[0], held[1])
                 continue
@@ -272,6 +273,15 @@ class Connection(asyncio.Protocol):
             if args is None:
                 self._stalled = False
                 break
+            if (
+                len(args) == 2
+                and args[0] in _GET_NAMES
+                and not self._slots
+                and session.authenticated
+                and (session.read_mode == "local" or barrier.satisfied(session.ticket))
+            ):
+                self._get(session, args[1])
+                continue
             spec = prepare(session, args)
             if isinstance(spec, ErrorReply):
                 self._emit(session, spec)
@@ -285,6 +295,31 @@ class Connection(asyncio.Protocol):
         if not self._stalled:
             self._resume_reading()
         self._maybe_close()
+
+    def _must_wait(self) -> bool:
+        """Whether the next command must wait: for a suspended one, or for writes in flight."""
+        if self._blocker is not None:
+            return True
+        if self._writes >= MAX_INFLIGHT_WRITES:
+            self._pause_reading()  # backpressure: the client's writes wait in its socket
+            return True
+        return self._held is not None and self._writes > 0  # a read waits for the writes
+
+    def _get(self, session: Session, key: bytes) -> None:
+        """A plain GET that may read now: what dispatching it would do, without the layers."""
+        state = self._state
+        stats = state.stats
+        stats.commands_processed += 1
+        calls = stats.calls
+        calls["get"] = calls.get("get", 0) + 1
+        session.last_command = "get"
+        backend = state.backend
+        value = backend.state_machine.get(key, backend.clock_ms())
+        if value is None:
+            stats.keyspace_misses += 1
+        else:
+            stats.keyspace_hits += 1
+        self._reply(session, value)
 
     def _start(self, session: Session, spec: CommandSpec, args: list[bytes]) -> None:
         """Run one command until it finishes or suspends (then it takes a slot)."""
