@@ -54,6 +54,14 @@ class HeldBackend(LocalBackend):
             fut.set_result(self.state_machine.apply(self._index, 1, command))
 
 
+def _keys(commands: list[Command]) -> list[bytes]:
+    keys = []
+    for command in commands:
+        assert isinstance(command, Set)
+        keys.append(command.key)
+    return keys
+
+
 async def _wait_for(predicate: Callable[[], bool]) -> None:
     for _ in range(1000):
         if predicate():
@@ -101,7 +109,7 @@ def test_writes_are_submitted_without_waiting_and_replies_keep_their_order() -> 
     async def body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(_sets(("a", "1"), ("b", "2"), ("c", "3")))
         await _wait_for(lambda: len(backend.submitted) == 3)  # all three, none finished
-        assert [c.key for c in backend.submitted] == [b"a", b"b", b"c"]  # type: ignore[attr-defined]
+        assert _keys(backend.submitted) == [b"a", b"b", b"c"]
         backend.release([2, 0, 1])  # finishing out of order...
         assert await _replies(reader, 3) == [b"+OK\r\n"] * 3  # ...replies still in order
 
@@ -163,8 +171,7 @@ def test_writes_in_flight_are_bounded() -> None:
             backend.release()
             await asyncio.sleep(0.005)
         assert await _replies(reader, total) == [b"+OK\r\n"] * total
-        keys = [c.key for c in backend.submitted]  # type: ignore[attr-defined]
-        assert keys == [f"k{i}".encode() for i in range(total)]
+        assert _keys(backend.submitted) == [f"k{i}".encode() for i in range(total)]
 
     _with_server(backend, body)
 
@@ -178,7 +185,7 @@ def test_a_write_that_cannot_be_sent_holds_the_next_ones() -> None:
         await _wait_for(lambda: len(backend.executed) == 1)
         assert len(backend.executed) == 1  # the second waits for the first to finish
         assert await _replies(reader, 3) == [b"+OK\r\n", b"+OK\r\n", b"$1\r\n2\r\n"]
-        assert [c.key for c in backend.executed] == [b"a", b"b"]  # type: ignore[attr-defined]
+        assert _keys(backend.executed) == [b"a", b"b"]
 
     _with_server(backend, body)
 
