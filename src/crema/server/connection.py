@@ -19,9 +19,10 @@ Rules:
   so a connection reads its own writes. A write that could not be
   submitted at once (no leader known) blocks every later command until it
   is done (see :func:`~crema.server.commands.common.execute`).
-* A plain ``GET key`` that may read now (``local`` mode, or its read
-  barrier already satisfied, and nothing in flight) is served inline,
-  without the dispatcher's layers; its counters are the same.
+* A plain ``GET key`` with nothing in flight before it is served inline,
+  without the dispatcher's layers (its counters are the same): at once in
+  ``local`` mode or when its read barrier is already satisfied, else parked
+  on the barrier's future.
 * A non-write command that suspends (a linearizable read waiting for its
   barrier) blocks later commands until it is done.
 * Bounded: while commands wait, input beyond :data:`MAX_PENDING_INPUT` bytes
@@ -45,8 +46,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
-from crema.errors import ProtocolError
-from crema.server.commands.dispatch import prepare, run
+from crema.errors import CremaError, ProtocolError
+from crema.server.commands.dispatch import error_reply, prepare, run
 from crema.server.commands.table import CommandSpec
 from crema.server.resp_parser import (
     DEFAULT_MAX_BULK_LEN,
@@ -165,6 +166,7 @@ class Connection(asyncio.Protocol):
         self._blocker: _Slot | None = None  # a suspended command later ones wait for
         self._held: tuple[CommandSpec, list[bytes]] | None = None  # waits for the writes
         self._stalled = False  # commands stopped before the input was used up
+        self._wakeup_scheduled = False
         self._out: list[bytes] = []
         self._out_size = 0
         self._reading_paused = False
@@ -256,7 +258,6 @@ class Connection(asyncio.Protocol):
         """Run commands from the callback until the input is used up or one must wait."""
         self._stalled = True
         parser = self._parser
-        barrier = self._state.barrier
         while not (self._write_paused or self._closing):
             if self._must_wait():
                 break
@@ -273,14 +274,7 @@ class Connection(asyncio.Protocol):
             if args is None:
                 self._stalled = False
                 break
-            if (
-                len(args) == 2
-                and args[0] in _GET_NAMES
-                and not self._slots
-                and session.authenticated
-                and (session.read_mode == "local" or barrier.satisfied(session.ticket))
-            ):
-                self._get(session, args[1])
+            if len(args) == 2 and args[0] in _GET_NAMES and self._plain_get(session, args[1]):
                 continue
             spec = prepare(session, args)
             if isinstance(spec, ErrorReply):
@@ -305,7 +299,17 @@ class Connection(asyncio.Protocol):
             return True
         return self._held is not None and self._writes > 0  # a read waits for the writes
 
-    def _get(self, session: Session, key: bytes) -> None:
+    def _plain_get(self, session: Session, key: bytes) -> bool:
+        """Serve ``GET key`` inline if nothing is in flight; whether it was."""
+        if self._slots or not session.authenticated:
+            return False
+        if session.read_mode == "local" or self._state.barrier.satisfied(session.ticket):
+            self._reply(session, self._get(session, key))
+        else:
+            self._get_later(session, key)
+        return True
+
+    def _get(self, session: Session, key: bytes) -> Reply:
         """A plain GET that may read now: what dispatching it would do, without the layers."""
         state = self._state
         stats = state.stats
@@ -319,7 +323,37 @@ class Connection(asyncio.Protocol):
             stats.keyspace_misses += 1
         else:
             stats.keyspace_hits += 1
-        self._reply(session, value)
+        return value
+
+    def _get_later(self, session: Session, key: bytes) -> None:
+        """A plain linearizable GET: park it until its read barrier completes (no coroutine)."""
+        slot = _Slot(None, False)
+        self._slots.append(slot)
+        self._blocker = slot
+        fut = self._state.barrier.wait(session.ticket)
+        fut.add_done_callback(partial(self._got_barrier, slot, key, time.perf_counter()))
+
+    def _got_barrier(
+        self, slot: _Slot, key: bytes, started: float, fut: asyncio.Future[None]
+    ) -> None:
+        if self._dead:
+            return
+        session = self.session
+        assert session is not None
+        stats = self._state.stats
+        stats.read_wait.observe(time.perf_counter() - started)
+        exc = fut.exception()
+        if exc is None:
+            self._complete(slot, self._get(session, key))
+            return
+        stats.commands_processed += 1
+        calls, failed = stats.calls, stats.failed_calls
+        calls["get"] = calls.get("get", 0) + 1
+        failed["get"] = failed.get("get", 0) + 1
+        stats.error_replies += 1
+        session.last_command = "get"
+        reply = error_reply(exc) if isinstance(exc, CremaError) else ErrorReply("ERR", str(exc))
+        self._complete(slot, reply)
 
     def _start(self, session: Session, spec: CommandSpec, args: list[bytes]) -> None:
         """Run one command until it finishes or suspends (then it takes a slot)."""
@@ -382,12 +416,29 @@ class Connection(asyncio.Protocol):
         self._complete(slot, task.result())
 
     def _complete(self, slot: _Slot, reply: Reply) -> None:
-        """A suspended command finished: send the replies now in order, go on serving."""
+        """A suspended command finished: send the replies now in order, go on serving.
+
+        While other writes are in flight, this waits for the end of the loop
+        turn: writes that commit together finish in one turn, and their
+        replies then go out in one socket write instead of one each.
+        """
         slot.done, slot.reply, slot.coro = True, reply, None
         if slot.write:
             self._writes -= 1
         if self._blocker is slot:
             self._blocker = None
+        if self._writes:
+            if not self._wakeup_scheduled:
+                self._wakeup_scheduled = True
+                asyncio.get_running_loop().call_soon(self._wakeup)
+            return
+        self._wakeup()
+
+    def _wakeup(self) -> None:
+        """Send the replies that are ready, in order; go on serving."""
+        self._wakeup_scheduled = False
+        if self._dead:
+            return
         session = self.session
         assert session is not None
         slots = self._slots
