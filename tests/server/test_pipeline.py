@@ -223,6 +223,10 @@ def test_local_get_fast_path_counts_like_the_dispatcher() -> None:
             stats = server.state.stats
             assert stats.calls["get"] == 4
             assert (stats.keyspace_hits, stats.keyspace_misses) == (3, 1)
+            writer.write(encode_command([b"HELLO", b"3"]))
+            await reader.readuntil(b"modules\r\n*0\r\n")  # the last field of HELLO's map
+            writer.write(encode_command([b"GET", b"missing"]) + encode_command([b"GET", b"k"]))
+            assert await _replies(reader, 2) == [b"_\r\n", b"$1\r\nv\r\n"]  # RESP3 null
             writer.close()
         finally:
             await server.stop(timeout=1.0)

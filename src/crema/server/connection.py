@@ -304,10 +304,51 @@ class Connection(asyncio.Protocol):
         if self._slots or not session.authenticated:
             return False
         if session.read_mode == "local" or self._state.barrier.satisfied(session.ticket):
-            self._reply(session, self._get(session, key))
+            self._get_run(session, key)
         else:
             self._get_later(session, key)
         return True
+
+    def _get_run(self, session: Session, key: bytes) -> None:
+        """Serve ``GET key`` and every plain GET parsed right after it, in one go."""
+        state = self._state
+        backend = state.backend
+        sm = backend.state_machine
+        now = backend.clock_ms()
+        parsed = self._parser.parsed
+        out = self._out
+        protocol = session.protocol
+        null = encode_reply(None, protocol)
+        hits = misses = size = 0
+        while True:
+            value = sm.get(key, now)
+            if value is None:
+                misses += 1
+                data = null
+            else:
+                hits += 1
+                data = (
+                    b"$%d\r\n%s\r\n" % (len(value), value)
+                    if type(value) is bytes
+                    else encode_reply(value, protocol)
+                )
+            out.append(data)
+            size += len(data)
+            if not parsed or size >= FLUSH_BYTES:
+                break
+            args = parsed[0]
+            if len(args) != 2 or args[0] not in _GET_NAMES:
+                break
+            key = parsed.popleft()[1]
+        stats = state.stats
+        stats.commands_processed += hits + misses
+        stats.calls["get"] = stats.calls.get("get", 0) + hits + misses
+        stats.keyspace_hits += hits
+        stats.keyspace_misses += misses
+        session.last_command = "get"
+        self._out_size += size
+        if self._out_size >= FLUSH_BYTES:
+            self._flush()
 
     def _get(self, session: Session, key: bytes) -> Reply:
         """A plain GET that may read now: what dispatching it would do, without the layers."""
