@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import json
 import shutil
@@ -29,7 +30,7 @@ import redis.asyncio as aioredis
 
 from crema.cli import main
 from crema.cli.local_cluster import LocalCluster, ServeNode, free_ports
-from crema.cli.serve import loop_runner
+from crema.cli.serve import GC_THRESHOLDS, loop_runner, tune_gc
 from crema.cli.serve_config import SettingError, add_arguments, cache_config, resolve
 
 pytestmark = pytest.mark.timeout(120)
@@ -125,6 +126,17 @@ def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert loop_runner("auto") is asyncio.run  # falls back to plain asyncio
     with pytest.raises(SettingError, match="--event-loop"):
         loop_runner("uvloop")
+
+
+def test_tune_gc_freezes_and_raises_thresholds() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 def test_bad_toml_and_environment_name_the_option(tmp_path: Path) -> None:

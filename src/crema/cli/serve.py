@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import signal
@@ -109,6 +110,25 @@ def loop_runner(choice: str) -> Callable[[Coroutine[Any, Any, None]], None]:
     return asyncio.run
 
 
+GC_THRESHOLDS = (20_000, 20, 20)
+"""Cyclic GC thresholds of a serving node (Python's defaults: 700, 10, 10)."""
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a node that has just recovered.
+
+    Every request allocates short-lived objects (futures, coroutines,
+    lists), so with Python's default thresholds a young collection ran every
+    few requests: about a quarter of the leader's CPU per write. Collections
+    now run about 30 times less often, and what recovery built (the store, the
+    log) is frozen out of them: it stays alive, so scanning it is waste.
+    Memory is still freed by reference counting as before.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def loop_name() -> str:
     """``uvloop`` or ``asyncio``: the running event loop's kind, for the log."""
     module = type(asyncio.get_running_loop()).__module__
@@ -143,6 +163,7 @@ class Node:
         started = time.monotonic()
         cache = await DistributedCache.create(config, transport_config=transport)
         self.cache = cache
+        tune_gc()
         opened = time.monotonic() - started
         try:
             await self._serve(cache, opened)
