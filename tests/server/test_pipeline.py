@@ -39,6 +39,7 @@ class HeldBackend(LocalBackend):
 
     async def execute(self, command: Command) -> Result:
         self.executed.append(command)
+        await asyncio.sleep(0)  # a bare yield: the connection hands the command to a task
         await asyncio.sleep(0.01)
         return await super().execute(command)
 

@@ -440,7 +440,10 @@ class Connection(asyncio.Protocol):
         except StopIteration as stop:
             self._complete(slot, stop.value)
             return
-        except Exception:
+        except asyncio.CancelledError:  # what it awaited was cancelled (shutdown)
+            self._close()
+            return
+        except Exception:  # a bug: log it, drop this client, keep the server
             log.exception("connection %d failed", self.session.id if self.session else 0)
             self._close()
             return
