@@ -46,7 +46,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
+from crema.cache.commands import SetCondition, set_unchecked
+from crema.cache.results import Result
 from crema.errors import CremaError, ProtocolError
+from crema.server.commands.common import result_reply
 from crema.server.commands.dispatch import error_reply, prepare, run
 from crema.server.commands.table import CommandSpec
 from crema.server.resp_parser import (
@@ -73,6 +76,8 @@ MAX_INFLIGHT_WRITES = 1024
 
 _MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
 _GET_NAMES = frozenset((b"GET", b"get", b"Get"))
+_SET_NAMES = frozenset((b"SET", b"set", b"Set"))
+_ALWAYS = SetCondition.ALWAYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +281,8 @@ class Connection(asyncio.Protocol):
                 break
             if len(args) == 2 and args[0] in _GET_NAMES and self._plain_get(session, args[1]):
                 continue
+            if len(args) == 3 and args[0] in _SET_NAMES and self._plain_set(session, args):
+                continue
             spec = prepare(session, args)
             if isinstance(spec, ErrorReply):
                 self._emit(session, spec)
@@ -308,6 +315,64 @@ class Connection(asyncio.Protocol):
         else:
             self._get_later(session, key)
         return True
+
+    def _plain_set(self, session: Session, args: list[bytes]) -> bool:
+        """Submit ``SET key value`` without the dispatcher's layers; whether it was.
+
+        What the SET handler would do (same command, counters and latency
+        histogram), with the result awaited by a callback. False when the
+        write cannot be sent at once: the dispatcher then runs it (and waits).
+        """
+        if not session.authenticated:
+            return False
+        state = self._state
+        backend = state.backend
+        command = set_unchecked(args[1], args[2], backend.clock_ms(), None, _ALWAYS, False, False)
+        started = time.perf_counter()
+        try:
+            fut = backend.submit(command)
+        except CremaError as exc:  # e.g. too large: refused before it was proposed
+            self._count("set", True)
+            self._emit(session, error_reply(exc))
+            return True
+        if fut is None:
+            return False
+        if fut.done():
+            self._emit(session, self._set_reply(started, fut))
+            return True
+        slot = _Slot(None, True)
+        self._slots.append(slot)
+        self._writes += 1
+        fut.add_done_callback(partial(self._set_done, slot, started))
+        return True
+
+    def _set_done(self, slot: _Slot, started: float, fut: asyncio.Future[Result]) -> None:
+        reply = self._set_reply(started, fut)
+        if not self._dead:
+            self._complete(slot, reply)
+
+    def _set_reply(self, started: float, fut: asyncio.Future[Result]) -> Reply:
+        """The reply of a plain SET whose future is done (its counters and latency noted)."""
+        self._state.stats.write_latency.observe(time.perf_counter() - started)
+        exc = None if fut.cancelled() else fut.exception()
+        if fut.cancelled() or exc is not None:
+            self._count("set", True)
+            if isinstance(exc, CremaError):
+                return error_reply(exc)
+            return ErrorReply("ERR", "write cancelled" if exc is None else str(exc))
+        self._count("set", False)
+        return result_reply(fut.result())
+
+    def _count(self, name: str, failed: bool) -> None:
+        """Count a command served without the dispatcher, as :func:`run` would."""
+        stats = self._state.stats
+        stats.commands_processed += 1
+        stats.calls[name] = stats.calls.get(name, 0) + 1
+        if failed:
+            stats.error_replies += 1
+            stats.failed_calls[name] = stats.failed_calls.get(name, 0) + 1
+        if self.session is not None:
+            self.session.last_command = name
 
     def _get_run(self, session: Session, key: bytes) -> None:
         """Serve ``GET key`` and every plain GET parsed right after it, in one go."""
@@ -387,12 +452,7 @@ class Connection(asyncio.Protocol):
         if exc is None:
             self._complete(slot, self._get(session, key))
             return
-        stats.commands_processed += 1
-        calls, failed = stats.calls, stats.failed_calls
-        calls["get"] = calls.get("get", 0) + 1
-        failed["get"] = failed.get("get", 0) + 1
-        stats.error_replies += 1
-        session.last_command = "get"
+        self._count("get", True)
         reply = error_reply(exc) if isinstance(exc, CremaError) else ErrorReply("ERR", str(exc))
         self._complete(slot, reply)
 
