@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from crema.cache.commands import Command, Set
+from crema.cache.commands import Command, IncrBy, Set
 from crema.cache.results import Result
-from crema.errors import WriteRejectedError
+from crema.errors import ProposalDroppedError, WriteRejectedError
 from crema.server.backend import LocalBackend
 from crema.server.connection import MAX_INFLIGHT_WRITES
 from crema.server.resp import encode_command
@@ -27,6 +27,7 @@ class HeldBackend(LocalBackend):
         self.held: list[tuple[Command, asyncio.Future[Result]]] = []
         self.executed: list[Command] = []
         self.refuse: set[bytes] = set()  # SET keys whose write fails as not applied
+        self.dropped: set[bytes] = set()  # keys whose write the "leader" refuses unproposed
         self.unsendable = False  # submit returns None: the caller falls back to execute
 
     def submit(self, command: Command) -> asyncio.Future[Result] | None:
@@ -51,6 +52,9 @@ class HeldBackend(LocalBackend):
             if isinstance(command, Set) and command.key in self.refuse:
                 fut.set_exception(WriteRejectedError("refused for the test"))
                 continue
+            if getattr(command, "key", None) in self.dropped:
+                fut.set_exception(ProposalDroppedError("not the leader", None))
+                continue
             self._index += 1
             fut.set_result(self.state_machine.apply(self._index, 1, command))
 
@@ -58,7 +62,7 @@ class HeldBackend(LocalBackend):
 def _keys(commands: list[Command]) -> list[bytes]:
     keys = []
     for command in commands:
-        assert isinstance(command, Set)
+        assert isinstance(command, Set | IncrBy)
         keys.append(command.key)
     return keys
 
@@ -233,3 +237,25 @@ def test_local_get_fast_path_counts_like_the_dispatcher() -> None:
             await server.stop(timeout=1.0)
 
     asyncio.run(main())
+
+
+def test_a_lone_refused_write_is_sent_again_but_not_one_followed_by_others() -> None:
+    backend = HeldBackend()
+    backend.dropped.update((b"a", b"n"))
+
+    async def body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for command in ([b"SET", b"a", b"1"], [b"INCR", b"n"]):  # the fast path and the handler
+            writer.write(encode_command(command))
+            await _wait_for(lambda: len(backend.held) == 1)
+            backend.release()  # refused before it was proposed: executed again
+        assert await _replies(reader, 2) == [b"+OK\r\n", b":1\r\n"]
+        assert _keys(backend.executed) == [b"a", b"n"]
+        writer.write(_sets(("a", "2"), ("b", "3")) + encode_command([b"INCR", b"n"]))
+        await _wait_for(lambda: len(backend.held) == 3)
+        backend.release()  # "a" and the INCR refused, with later writes sent (only for "a")
+        replies = await _replies(reader, 3)
+        assert replies[0].startswith(b"-TRYAGAIN") and replies[1] == b"+OK\r\n"
+        assert replies[2] == b":2\r\n"  # the last write sent may still be sent again
+        assert _keys(backend.executed) == [b"a", b"n", b"n"]
+
+    _with_server(backend, body)

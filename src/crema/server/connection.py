@@ -46,10 +46,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
-from crema.cache.commands import SetCondition, set_unchecked
+from crema.cache.commands import Set, SetCondition, set_unchecked
 from crema.cache.results import Result
-from crema.errors import CremaError, ProtocolError
-from crema.server.commands.common import result_reply
+from crema.errors import CremaError, ProposalDroppedError, ProtocolError
+from crema.server.commands.common import may_retry, result_reply
 from crema.server.commands.dispatch import error_reply, prepare, run
 from crema.server.commands.table import CommandSpec
 from crema.server.resp_parser import (
@@ -137,6 +137,24 @@ class _Slot:
         self.done = False
         self.reply: Reply = None
         self.task: asyncio.Task[Reply] | None = None
+
+
+async def _retry_set(
+    connection: Connection, session: Session, command: Set, started: float
+) -> Reply:
+    """A plain SET sent again through ``execute`` (which waits for a leader and retries)."""
+    session.retrying += 1
+    try:
+        result = await session.server.backend.execute(command)
+    except CremaError as exc:
+        reply: Reply = error_reply(exc)
+    else:
+        reply = result_reply(result)
+    finally:
+        session.retrying -= 1
+    session.server.stats.write_latency.observe(time.perf_counter() - started)
+    connection._count("set", type(reply) is ErrorReply)
+    return reply
 
 
 def _address(info: object) -> str:
@@ -299,7 +317,7 @@ class Connection(asyncio.Protocol):
 
     def _must_wait(self) -> bool:
         """Whether the next command must wait: for a suspended one, or for writes in flight."""
-        if self._blocker is not None:
+        if self._blocker is not None or (self.session is not None and self.session.retrying):
             return True
         if self._writes >= MAX_INFLIGHT_WRITES:
             self._pause_reading()  # backpressure: the client's writes wait in its socket
@@ -343,13 +361,26 @@ class Connection(asyncio.Protocol):
         slot = _Slot(None, True)
         self._slots.append(slot)
         self._writes += 1
-        fut.add_done_callback(partial(self._set_done, slot, started))
+        session.write_seq += 1
+        fut.add_done_callback(partial(self._set_done, slot, started, command, session.write_seq))
         return True
 
-    def _set_done(self, slot: _Slot, started: float, fut: asyncio.Future[Result]) -> None:
-        reply = self._set_reply(started, fut)
-        if not self._dead:
-            self._complete(slot, reply)
+    def _set_done(
+        self, slot: _Slot, started: float, command: Set, seq: int, fut: asyncio.Future[Result]
+    ) -> None:
+        session = self.session
+        if self._dead or session is None:
+            if not fut.cancelled():
+                fut.exception()  # retrieved: nobody is left to see it
+            return
+        exc = None if fut.cancelled() else fut.exception()
+        if isinstance(exc, ProposalDroppedError) and may_retry(session, seq):
+            # Refused before it was proposed, and the connection sent no write
+            # since: send it again (waiting for a leader), holding later ones back.
+            slot.coro = _retry_set(self, session, command, started)
+            self._resume(slot, fut)
+            return
+        self._complete(slot, self._set_reply(started, fut))
 
     def _set_reply(self, started: float, fut: asyncio.Future[Result]) -> Reply:
         """The reply of a plain SET whose future is done (its counters and latency noted)."""

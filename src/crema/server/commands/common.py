@@ -8,10 +8,19 @@ from typing import Any
 from crema.cache.commands import Command
 from crema.cache.results import CommandFailure, Result, Status
 from crema.cache.state_machine import CacheStateMachine
+from crema.errors import ProposalDroppedError
 from crema.server.resp_reply import OK, ErrorReply, Reply
 from crema.server.session import Session
 
-__all__ = ["execute", "failure_reply", "now_ms", "read_view", "result_reply", "to_reply"]
+__all__ = [
+    "execute",
+    "failure_reply",
+    "may_retry",
+    "now_ms",
+    "read_view",
+    "result_reply",
+    "to_reply",
+]
 
 
 def failure_reply(failure: CommandFailure) -> ErrorReply:
@@ -51,10 +60,31 @@ async def execute(session: Session, command: Command) -> Reply:
             session.serial_write = True
             result = await server.backend.execute(command)
         else:
-            result = await submitted
+            session.write_seq += 1
+            seq = session.write_seq
+            try:
+                result = await submitted
+            except ProposalDroppedError:
+                if not may_retry(session, seq):
+                    raise
+                session.retrying += 1  # the connection starts nothing new meanwhile
+                try:
+                    result = await server.backend.execute(command)
+                finally:
+                    session.retrying -= 1
     finally:
         server.stats.write_latency.observe(time.perf_counter() - started)
     return result_reply(result)
+
+
+def may_retry(session: Session, seq: int) -> bool:
+    """Whether a write refused before it was proposed may be sent again.
+
+    Only the connection's latest submission (number ``seq``) may: no write
+    sent after it could then apply before it, so the order holds. Earlier
+    ones in a pipeline fail with ``-TRYAGAIN`` instead.
+    """
+    return session.write_seq == seq and not session.closing
 
 
 def now_ms(session: Session) -> int:
