@@ -41,17 +41,15 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
-from crema.cache.commands import Set, SetCondition, set_unchecked
-from crema.cache.results import Result
-from crema.errors import CremaError, ProposalDroppedError, ProtocolError
-from crema.server.commands.common import may_retry, result_reply
-from crema.server.commands.dispatch import error_reply, prepare, run
+from crema.errors import ProtocolError
+from crema.server.commands.dispatch import prepare, run
 from crema.server.commands.table import CommandSpec
+from crema.server.plain import GET_NAMES, SET_NAMES, PlainCommands
 from crema.server.resp_parser import (
     DEFAULT_MAX_BULK_LEN,
     DEFAULT_MAX_INLINE_LEN,
@@ -60,6 +58,7 @@ from crema.server.resp_parser import (
 )
 from crema.server.resp_reply import ErrorReply, Reply, encode_reply
 from crema.server.session import ServerState, Session
+from crema.server.slots import Slot, finish
 
 __all__ = ["FLUSH_BYTES", "MAX_INFLIGHT_WRITES", "MAX_PENDING_INPUT", "Connection", "ParserLimits"]
 
@@ -75,9 +74,6 @@ MAX_INFLIGHT_WRITES = 1024
 """Writes of one connection in flight at most; then it stops reading until one finishes."""
 
 _MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
-_GET_NAMES = frozenset((b"GET", b"get", b"Get"))
-_SET_NAMES = frozenset((b"SET", b"set", b"Set"))
-_ALWAYS = SetCondition.ALWAYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,66 +93,6 @@ class ParserLimits:
         )
 
 
-class _Yield:
-    """Awaitable that hands what a hand-started coroutine yielded to the running task."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __await__(self) -> Generator[Any, None, None]:
-        yield self.value
-
-
-async def _finish(coro: Coroutine[Any, Any, Reply], yielded: Any) -> Reply:
-    """Finish, inside a task, a coroutine started by hand that suspended on ``yielded``."""
-    while True:
-        try:
-            await _Yield(yielded)
-        except BaseException as exc:  # cancellation: deliver it where the coroutine waits
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            continue
-        try:
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-
-
-class _Slot:
-    """A command whose reply is not known yet (or known but behind one that is not)."""
-
-    __slots__ = ("coro", "done", "reply", "task", "write")
-
-    def __init__(self, coro: Coroutine[Any, Any, Reply] | None, write: bool) -> None:
-        self.coro = coro
-        self.write = write
-        self.done = False
-        self.reply: Reply = None
-        self.task: asyncio.Task[Reply] | None = None
-
-
-async def _retry_set(
-    connection: Connection, session: Session, command: Set, started: float
-) -> Reply:
-    """A plain SET sent again through ``execute`` (which waits for a leader and retries)."""
-    session.retrying += 1
-    try:
-        result = await session.server.backend.execute(command)
-    except CremaError as exc:
-        reply: Reply = error_reply(exc)
-    else:
-        reply = result_reply(result)
-    finally:
-        session.retrying -= 1
-    session.server.stats.write_latency.observe(time.perf_counter() - started)
-    connection._count("set", type(reply) is ErrorReply)
-    return reply
-
-
 def _address(info: object) -> str:
     if isinstance(info, tuple) and len(info) >= 2:
         host = f"[{info[0]}]" if ":" in str(info[0]) else str(info[0])
@@ -164,7 +100,7 @@ def _address(info: object) -> str:
     return ""
 
 
-class Connection(asyncio.Protocol):
+class Connection(PlainCommands, asyncio.Protocol):
     """Serves one client until it disconnects, QUITs, breaks the protocol or the server stops.
 
     Args:
@@ -180,13 +116,14 @@ class Connection(asyncio.Protocol):
         on_closed: Callable[[Connection], None],
     ) -> None:
         self._state = state
+        self.flush_bytes = FLUSH_BYTES
         self._parser = limits.parser()
         self._on_closed = on_closed
         self._transport: asyncio.Transport | None = None
         self.session: Session | None = None
-        self._slots: deque[_Slot] = deque()  # commands whose replies are not out yet
+        self._slots: deque[Slot] = deque()  # commands whose replies are not out yet
         self._writes = 0  # writes in flight
-        self._blocker: _Slot | None = None  # a suspended command later ones wait for
+        self._blocker: Slot | None = None  # a suspended command later ones wait for
         self._held: tuple[CommandSpec, list[bytes]] | None = None  # waits for the writes
         self._stalled = False  # commands stopped before the input was used up
         self._wakeup_scheduled = False
@@ -297,9 +234,9 @@ class Connection(asyncio.Protocol):
             if args is None:
                 self._stalled = False
                 break
-            if len(args) == 2 and args[0] in _GET_NAMES and self._plain_get(session, args[1]):
+            if len(args) == 2 and args[0] in GET_NAMES and self._plain_get(session, args[1]):
                 continue
-            if len(args) == 3 and args[0] in _SET_NAMES and self._plain_set(session, args):
+            if len(args) == 3 and args[0] in SET_NAMES and self._plain_set(session, args):
                 continue
             spec = prepare(session, args)
             if isinstance(spec, ErrorReply):
@@ -324,169 +261,6 @@ class Connection(asyncio.Protocol):
             return True
         return self._held is not None and self._writes > 0  # a read waits for the writes
 
-    def _plain_get(self, session: Session, key: bytes) -> bool:
-        """Serve ``GET key`` inline if nothing is in flight; whether it was."""
-        if self._slots or not session.authenticated:
-            return False
-        if session.read_mode == "local" or self._state.barrier.satisfied(session.ticket):
-            self._get_run(session, key)
-        else:
-            self._get_later(session, key)
-        return True
-
-    def _plain_set(self, session: Session, args: list[bytes]) -> bool:
-        """Submit ``SET key value`` without the dispatcher's layers; whether it was.
-
-        What the SET handler would do (same command, counters and latency
-        histogram), with the result awaited by a callback. False when the
-        write cannot be sent at once: the dispatcher then runs it (and waits).
-        """
-        if not session.authenticated:
-            return False
-        state = self._state
-        backend = state.backend
-        command = set_unchecked(args[1], args[2], backend.clock_ms(), None, _ALWAYS, False, False)
-        started = time.perf_counter()
-        try:
-            fut = backend.submit(command)
-        except CremaError as exc:  # e.g. too large: refused before it was proposed
-            self._count("set", True)
-            self._emit(session, error_reply(exc))
-            return True
-        if fut is None:
-            return False
-        if fut.done():
-            self._emit(session, self._set_reply(started, fut))
-            return True
-        slot = _Slot(None, True)
-        self._slots.append(slot)
-        self._writes += 1
-        session.write_seq += 1
-        fut.add_done_callback(partial(self._set_done, slot, started, command, session.write_seq))
-        return True
-
-    def _set_done(
-        self, slot: _Slot, started: float, command: Set, seq: int, fut: asyncio.Future[Result]
-    ) -> None:
-        session = self.session
-        if self._dead or session is None:
-            if not fut.cancelled():
-                fut.exception()  # retrieved: nobody is left to see it
-            return
-        exc = None if fut.cancelled() else fut.exception()
-        if isinstance(exc, ProposalDroppedError) and may_retry(session, seq):
-            # Refused before it was proposed, and the connection sent no write
-            # since: send it again (waiting for a leader), holding later ones back.
-            slot.coro = _retry_set(self, session, command, started)
-            self._resume(slot, fut)
-            return
-        self._complete(slot, self._set_reply(started, fut))
-
-    def _set_reply(self, started: float, fut: asyncio.Future[Result]) -> Reply:
-        """The reply of a plain SET whose future is done (its counters and latency noted)."""
-        self._state.stats.write_latency.observe(time.perf_counter() - started)
-        exc = None if fut.cancelled() else fut.exception()
-        if fut.cancelled() or exc is not None:
-            self._count("set", True)
-            if isinstance(exc, CremaError):
-                return error_reply(exc)
-            return ErrorReply("ERR", "write cancelled" if exc is None else str(exc))
-        self._count("set", False)
-        return result_reply(fut.result())
-
-    def _count(self, name: str, failed: bool) -> None:
-        """Count a command served without the dispatcher, as :func:`run` would."""
-        stats = self._state.stats
-        stats.commands_processed += 1
-        stats.calls[name] = stats.calls.get(name, 0) + 1
-        if failed:
-            stats.error_replies += 1
-            stats.failed_calls[name] = stats.failed_calls.get(name, 0) + 1
-        if self.session is not None:
-            self.session.last_command = name
-
-    def _get_run(self, session: Session, key: bytes) -> None:
-        """Serve ``GET key`` and every plain GET parsed right after it, in one go."""
-        state = self._state
-        backend = state.backend
-        sm = backend.state_machine
-        now = backend.clock_ms()
-        parsed = self._parser.parsed
-        out = self._out
-        protocol = session.protocol
-        null = encode_reply(None, protocol)
-        hits = misses = size = 0
-        while True:
-            value = sm.get(key, now)
-            if value is None:
-                misses += 1
-                data = null
-            else:
-                hits += 1
-                data = (
-                    b"$%d\r\n%s\r\n" % (len(value), value)
-                    if type(value) is bytes
-                    else encode_reply(value, protocol)
-                )
-            out.append(data)
-            size += len(data)
-            if not parsed or size >= FLUSH_BYTES:
-                break
-            args = parsed[0]
-            if len(args) != 2 or args[0] not in _GET_NAMES:
-                break
-            key = parsed.popleft()[1]
-        stats = state.stats
-        stats.commands_processed += hits + misses
-        stats.calls["get"] = stats.calls.get("get", 0) + hits + misses
-        stats.keyspace_hits += hits
-        stats.keyspace_misses += misses
-        session.last_command = "get"
-        self._out_size += size
-        if self._out_size >= FLUSH_BYTES:
-            self._flush()
-
-    def _get(self, session: Session, key: bytes) -> Reply:
-        """A plain GET that may read now: what dispatching it would do, without the layers."""
-        state = self._state
-        stats = state.stats
-        stats.commands_processed += 1
-        calls = stats.calls
-        calls["get"] = calls.get("get", 0) + 1
-        session.last_command = "get"
-        backend = state.backend
-        value = backend.state_machine.get(key, backend.clock_ms())
-        if value is None:
-            stats.keyspace_misses += 1
-        else:
-            stats.keyspace_hits += 1
-        return value
-
-    def _get_later(self, session: Session, key: bytes) -> None:
-        """A plain linearizable GET: park it until its read barrier completes (no coroutine)."""
-        slot = _Slot(None, False)
-        self._slots.append(slot)
-        self._blocker = slot
-        fut = self._state.barrier.wait(session.ticket)
-        fut.add_done_callback(partial(self._got_barrier, slot, key, time.perf_counter()))
-
-    def _got_barrier(
-        self, slot: _Slot, key: bytes, started: float, fut: asyncio.Future[None]
-    ) -> None:
-        if self._dead:
-            return
-        session = self.session
-        assert session is not None
-        stats = self._state.stats
-        stats.read_wait.observe(time.perf_counter() - started)
-        exc = fut.exception()
-        if exc is None:
-            self._complete(slot, self._get(session, key))
-            return
-        self._count("get", True)
-        reply = error_reply(exc) if isinstance(exc, CremaError) else ErrorReply("ERR", str(exc))
-        self._complete(slot, reply)
-
     def _start(self, session: Session, spec: CommandSpec, args: list[bytes]) -> None:
         """Run one command until it finishes or suspends (then it takes a slot)."""
         write = spec.writes and not spec.blocking
@@ -501,7 +275,7 @@ class Connection(asyncio.Protocol):
             log.exception("connection %d failed", session.id)
             self._close()
             return
-        slot = _Slot(coro, write)
+        slot = Slot(coro, write)
         self._slots.append(slot)
         if write:
             self._writes += 1
@@ -509,17 +283,17 @@ class Connection(asyncio.Protocol):
             self._blocker = slot
         self._suspend(slot, yielded)
 
-    def _suspend(self, slot: _Slot, yielded: Any) -> None:
+    def _suspend(self, slot: Slot, yielded: Any) -> None:
         if getattr(yielded, "_asyncio_future_blocking", None) is not None:
             yielded._asyncio_future_blocking = False  # as a task would: we wait for it
             yielded.add_done_callback(partial(self._resume, slot))
             return
         assert slot.coro is not None  # anything else: let a task finish the coroutine
-        task = asyncio.get_running_loop().create_task(_finish(slot.coro, yielded))
+        task = asyncio.get_running_loop().create_task(finish(slot.coro, yielded))
         slot.task = task
         task.add_done_callback(partial(self._task_done, slot))
 
-    def _resume(self, slot: _Slot, fut: asyncio.Future[Any]) -> None:
+    def _resume(self, slot: Slot, fut: asyncio.Future[Any]) -> None:
         if self._dead:
             if not fut.cancelled():
                 fut.exception()  # retrieved: nobody is left to see it
@@ -540,7 +314,7 @@ class Connection(asyncio.Protocol):
             return
         self._suspend(slot, yielded)
 
-    def _task_done(self, slot: _Slot, task: asyncio.Task[Reply]) -> None:
+    def _task_done(self, slot: Slot, task: asyncio.Task[Reply]) -> None:
         if self._dead or task.cancelled():
             return
         exc = task.exception()
@@ -550,7 +324,7 @@ class Connection(asyncio.Protocol):
             return
         self._complete(slot, task.result())
 
-    def _complete(self, slot: _Slot, reply: Reply) -> None:
+    def _complete(self, slot: Slot, reply: Reply) -> None:
         """A suspended command finished: send the replies now in order, go on serving.
 
         While other writes are in flight, this waits for the end of the loop
@@ -591,7 +365,7 @@ class Connection(asyncio.Protocol):
     def _emit(self, session: Session, reply: Reply) -> None:
         """The reply of a command that finished at once: now, or behind the slots before it."""
         if self._slots:
-            slot = _Slot(None, False)
+            slot = Slot(None, False)
             slot.done, slot.reply = True, reply
             self._slots.append(slot)
         else:
