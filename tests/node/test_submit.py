@@ -164,3 +164,24 @@ def test_batch_decoding_is_bounded() -> None:
     with pytest.raises(ValueError, match="batch holds"):
         wire.encode_batch([])
     assert wire.decode_request(wire.encode_batch([encode_command(IncrBy(b"k", 1, 0))]))[0] == 4
+
+
+def test_a_forwarded_request_that_times_out_is_forgotten() -> None:
+    async def main() -> None:
+        transport = _Capture()
+        forwarder = Forwarder(2, cast(TcpTransport, transport), _no_handler)
+        futures = [forwarder.submit(NodeId(1), b"c%d" % i) for i in range(3)]
+        await asyncio.sleep(0)
+        assert len(forwarder._batches) == 1
+        futures[0].cancel()  # what the router does when its timer fires
+        futures[1].set_exception(ProposalDroppedError("gone", None))
+        futures[1].exception()
+        await asyncio.sleep(0)  # done callbacks run
+        assert len(forwarder._batches) == 1  # one still waits for the leader
+        futures[2].cancel()
+        await asyncio.sleep(0)
+        assert not forwarder._batches
+        ((_, item),) = transport.sent  # a late reply is ignored
+        forwarder.on_forward_resp(ForwardResp(item.request_id, wire.encode_batch_reply([])))
+
+    asyncio.run(main())

@@ -78,7 +78,12 @@ class Router:
         replied = forwarder.submit(leader, encode_command(command))
         timeout = replica.write_timeout
         timer = loop.call_later(timeout, _time_out, result, leader, timeout)
-        result.add_done_callback(lambda _: timer.cancel())
+
+        def settled(_: object) -> None:
+            timer.cancel()
+            replied.cancel()  # timed out: the forwarder forgets the request (no-op if answered)
+
+        result.add_done_callback(settled)
         replied.add_done_callback(lambda f: self._forwarded(result, leader, f))
         return result
 
