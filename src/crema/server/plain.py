@@ -117,6 +117,8 @@ class PlainCommands:
         if fut is None:
             return False
         if fut.done():
+            if not fut.cancelled() and isinstance(fut.exception(), ProposalDroppedError):
+                return False  # not sent: the dispatcher runs it (and retries)
             self._emit(session, self._set_reply(started, fut))
             return True
         slot = Slot(None, True)
