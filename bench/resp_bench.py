@@ -66,6 +66,14 @@ class Figure:
     rps: float
     p50: float
     p99: float
+    leader_cpu_us: float | None = None
+    """CPU time (user + system) of the leader process per request, in microseconds."""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (from ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def redis_benchmark(port: int, test: str, pipeline: int, requests: int) -> tuple[float, ...]:
@@ -140,14 +148,19 @@ def bench_redis(tmp: Path, scale: float) -> list[Figure]:
 def crema_cases(
     system: str, nodes: list[tuple[str, ServeNode]], test: str, scale: float
 ) -> list[Figure]:
-    """``test`` at pipeline 1 and 16 through each ``(role, node)``."""
+    """``test`` at pipeline 1 and 16 through each ``(role, node)`` (the leader first)."""
     figures = []
+    leader_pid = nodes[0][1].pid
     for role, node in nodes:
         for pipeline in (1, 16):
             base, factor = (15_000, 2) if test == "set" else (30_000, 4)
             n = int(base * (factor if pipeline > 1 else 1) * scale)
+            cpu = cpu_seconds(leader_pid)
             rps, p50, p99 = redis_benchmark(node.client_port, test, pipeline, n)
-            figures.append(Figure(system, f"{test.upper()} via {role}", pipeline, rps, p50, p99))
+            cpu_us = (cpu_seconds(leader_pid) - cpu) / n * 1e6
+            figures.append(
+                Figure(system, f"{test.upper()} via {role}", pipeline, rps, p50, p99, cpu_us)
+            )
     return figures
 
 
@@ -306,6 +319,7 @@ def main() -> int:
             return 1
     began = time.monotonic()
     figures: list[Figure] = []
+    print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="crema-resp-bench-") as name:
         tmp = Path(name)
         figures += bench_redis(tmp, args.scale)
@@ -314,15 +328,17 @@ def main() -> int:
         figures += bench_etcd(tmp, args.scale)
     print(f"redis-benchmark: {CLIENTS} clients, {VALUE_BYTES}-byte values; "
           f"etcd: {ETCD_CLIENTS} asyncio clients over HTTP/JSON, no pipelining\n")  # fmt: skip
-    print("| system | case | pipeline | requests/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|---|")
+    print("| system | case | pipeline | requests/s | p50 ms | p99 ms | leader CPU us/req |")
+    print("|---|---|---|---|---|---|---|")
     for f in figures:
+        cpu = "" if f.leader_cpu_us is None else f"{f.leader_cpu_us:.0f}"
         print(f"| {f.system} | {f.case} | {f.pipeline} | {f.rps:,.0f} | {f.p50:.2f} "
-              f"| {f.p99:.2f} |")  # fmt: skip
+              f"| {f.p99:.2f} | {cpu} |")  # fmt: skip
     print()
     for line in ratio_lines(figures):
         print(line)
-    print(f"\ntotal run time {time.monotonic() - began:.0f} s")
+    print(f"\nload average after: {os.getloadavg()}")
+    print(f"total run time {time.monotonic() - began:.0f} s")
     return 0
 
 

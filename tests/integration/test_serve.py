@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import importlib
 import json
 import shutil
 import signal
@@ -20,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -27,6 +30,7 @@ import redis.asyncio as aioredis
 
 from crema.cli import main
 from crema.cli.local_cluster import LocalCluster, ServeNode, free_ports
+from crema.cli.serve import GC_THRESHOLDS, loop_runner, tune_gc
 from crema.cli.serve_config import SettingError, add_arguments, cache_config, resolve
 
 pytestmark = pytest.mark.timeout(120)
@@ -109,6 +113,32 @@ def test_bad_options_exit_2_with_one_line(
     assert err.startswith("crema serve: error:") and named in err, err
 
 
+def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert loop_runner("asyncio") is asyncio.run
+    real_import = importlib.import_module
+
+    def no_uvloop(name: str, package: str | None = None) -> Any:
+        if name == "uvloop":
+            raise ImportError("no uvloop here")
+        return real_import(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", no_uvloop)
+    assert loop_runner("auto") is asyncio.run  # falls back to plain asyncio
+    with pytest.raises(SettingError, match="--event-loop"):
+        loop_runner("uvloop")
+
+
+def test_tune_gc_freezes_and_raises_thresholds() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
 def test_bad_toml_and_environment_name_the_option(tmp_path: Path) -> None:
     toml = tmp_path / "bad.toml"
     toml.write_text("checkpoint_max_snapshots = 'many'\n")
@@ -146,7 +176,8 @@ def test_single_node_from_toml_and_environment_then_sigterm(tmp_path: Path) -> N
     )
     node = ServeNode(1, client_port, peer_port, admin_port, tmp_path / "data",
                      ["--config", str(toml), "--node-id", "1"],
-                     extra_env={"CREMA_REQUIREPASS": "s3cret"})  # fmt: skip
+                     extra_env={"CREMA_REQUIREPASS": "s3cret",
+                                "CREMA_EVENT_LOOP": "asyncio"})  # fmt: skip
     try:
         node.start()
         deadline = time.monotonic() + 30
@@ -175,6 +206,7 @@ def test_single_node_from_toml_and_environment_then_sigterm(tmp_path: Path) -> N
         assert node.proc.wait(30) == 0
         log = node.log_path.read_text()
         assert f"ready: RESP on 127.0.0.1:{client_port}" in log
+        assert "loop asyncio" in log  # plain asyncio when asked for
         assert "stopped (WAL flushed)" in log
     finally:
         node.kill()
@@ -214,6 +246,40 @@ def test_redis_py_writes_through_a_follower_and_reads_everywhere(cluster: LocalC
             assert client.mget([f"py:{i}" for i in range(200)]) == [
                 str(i).encode() for i in range(200)
             ]
+
+
+@pytest.mark.parametrize("role", ["leader", "follower"])
+def test_pipelined_writes_keep_order_and_survive_an_error(cluster: LocalCluster, role: str) -> None:
+    leader = cluster.wait_leader()
+    node = leader if role == "leader" else _follower(cluster)
+    key = f"pipe:{role}"
+    with node.client() as client:
+        pipe = client.pipeline(transaction=False)
+        for i in range(300):
+            pipe.incr(key)
+            if i == 150:
+                pipe.set(f"{key}:text", "abc")
+                pipe.incr(f"{key}:text")  # fails in the middle of the pipeline
+            if i % 50 == 49:
+                pipe.get(key)  # reads the connection's own writes before it
+        results = pipe.execute(raise_on_error=False)
+    incrs = [r for r in results if type(r) is int]
+    assert incrs == list(range(1, 301))  # applied and answered in order
+    assert [r for r in results if isinstance(r, bytes)] == [str(n).encode() for n in
+                                                              range(50, 301, 50)]  # fmt: skip
+    errors = [r for r in results if isinstance(r, redis.ResponseError)]
+    assert len(errors) == 1 and "not an integer" in str(errors[0])
+    assert sum(r is True for r in results) == 1  # the SET
+    for other in cluster.nodes:
+        with other.client() as client:
+            assert client.get(key) == b"300"
+
+
+def test_cluster_runs_on_uvloop_when_installed(cluster: LocalCluster) -> None:
+    pytest.importorskip("uvloop")
+    cluster.wait_leader()
+    for node in cluster.nodes:
+        assert "loop uvloop" in node.log_path.read_text()
 
 
 def test_redis_cli_against_the_cluster(cluster: LocalCluster) -> None:

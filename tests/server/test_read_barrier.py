@@ -1,13 +1,11 @@
-"""ReadBarrier: reads share rounds, but never one that started before they arrived."""
+"""ReadBarrier: reads share rounds, never one that started before they arrived; rounds overlap."""
 
 from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from crema.errors import WriteRejectedError
-from crema.server.read_barrier import ReadBarrier
+from crema.server.read_barrier import MAX_ROUNDS_IN_FLIGHT, ReadBarrier
 
 
 class Rounds:
@@ -16,30 +14,75 @@ class Rounds:
     def __init__(self) -> None:
         self.pending: list[asyncio.Future[None]] = []
 
-    async def __call__(self) -> None:
-        future = asyncio.get_running_loop().create_future()
+    def __call__(self) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pending.append(future)
-        await future
+        return future
+
+
+async def _turn() -> None:
+    """Let the loop run the callbacks scheduled so far (and the ones they schedule)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 def test_reads_share_rounds_but_not_an_earlier_one() -> None:
     async def main() -> None:
         rounds = Rounds()
         barrier = ReadBarrier(rounds)
-        first = asyncio.create_task(barrier.wait(barrier.ticket()))
-        await asyncio.sleep(0)
+        first = barrier.wait(barrier.ticket())
+        also_first = barrier.wait(barrier.ticket())  # the same loop turn: the same round
+        await _turn()
         assert len(rounds.pending) == 1  # round 1 in flight
-        late = [asyncio.create_task(barrier.wait(barrier.ticket())) for _ in range(5)]
-        await asyncio.sleep(0)
+        late = [barrier.wait(barrier.ticket()) for _ in range(5)]
+        await _turn()
+        assert len(rounds.pending) == 2  # one shared round for all five, overlapping round 1
         rounds.pending[0].set_result(None)
         await first
-        await asyncio.sleep(0)
-        assert not any(t.done() for t in late)  # round 1 began before they arrived
-        assert len(rounds.pending) == 2  # one shared round for all five
+        await also_first
+        await _turn()
+        assert not any(f.done() for f in late)  # round 1 began before they arrived
         rounds.pending[1].set_result(None)
         await asyncio.gather(*late)
         assert barrier.rounds == 2
         assert barrier.satisfied(0) and not barrier.satisfied(barrier.ticket())
+
+    asyncio.run(main())
+
+
+def test_a_later_round_finishing_first_satisfies_earlier_readers() -> None:
+    async def main() -> None:
+        rounds = Rounds()
+        barrier = ReadBarrier(rounds)
+        early = barrier.wait(barrier.ticket())
+        await _turn()
+        later = barrier.wait(barrier.ticket())
+        await _turn()
+        rounds.pending[1].set_result(None)  # round 2 started after both arrived
+        await later
+        assert not early.done()  # its own round is still in flight...
+        assert barrier.satisfied(0)  # ...but a new read with ticket 0 needs no round
+        rounds.pending[0].set_result(None)
+        await early
+
+    asyncio.run(main())
+
+
+def test_rounds_in_flight_are_bounded() -> None:
+    async def main() -> None:
+        rounds = Rounds()
+        barrier = ReadBarrier(rounds)
+        readers = []
+        for _ in range(MAX_ROUNDS_IN_FLIGHT + 3):
+            readers.append(barrier.wait(barrier.ticket()))
+            await _turn()
+        assert len(rounds.pending) == MAX_ROUNDS_IN_FLIGHT  # the rest wait for a free slot
+        rounds.pending[0].set_result(None)
+        await _turn()
+        assert len(rounds.pending) == MAX_ROUNDS_IN_FLIGHT + 1  # one round for all 3 queued
+        for pending in rounds.pending[1:]:
+            pending.set_result(None)
+        await asyncio.gather(*readers)
 
     asyncio.run(main())
 
@@ -67,21 +110,38 @@ def test_failure_reaches_every_waiter_and_the_next_round_retries() -> None:
     asyncio.run(main())
 
 
-def test_cancelled_leader_hands_over() -> None:
+def test_a_cancelled_reader_leaves_the_others_alone() -> None:
     async def main() -> None:
         rounds = Rounds()
         barrier = ReadBarrier(rounds)
         ticket = barrier.ticket()
-        leader = asyncio.create_task(barrier.wait(ticket))
-        await asyncio.sleep(0)
-        follower = asyncio.create_task(barrier.wait(ticket))
-        await asyncio.sleep(0)
-        leader.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await leader
-        await asyncio.sleep(0)
-        assert len(rounds.pending) == 2  # the follower started a round of its own
+        gone = barrier.wait(ticket)
+        staying = barrier.wait(ticket)
+        await _turn()
+        gone.cancel()
+        rounds.pending[0].set_result(None)
+        await staying
+        assert barrier.rounds == 1
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_round_fails_its_readers_as_not_applied() -> None:
+    async def main() -> None:
+        rounds = Rounds()
+        barrier = ReadBarrier(rounds)
+        reader = barrier.wait(barrier.ticket())
+        await _turn()
+        rounds.pending[0].cancel()
+        try:
+            await reader
+        except WriteRejectedError:
+            pass
+        else:
+            raise AssertionError("the reader of a cancelled round must fail")
+        after = barrier.wait(barrier.ticket())  # the next reader gets a new round
+        await _turn()
         rounds.pending[1].set_result(None)
-        await follower
+        await after
 
     asyncio.run(main())

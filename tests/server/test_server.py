@@ -77,6 +77,11 @@ class FailingBackend(LocalBackend):
     async def execute(self, command: Command) -> Result:
         raise self.error
 
+    def submit(self, command: Command) -> asyncio.Future[Result] | None:
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        fut.set_exception(self.error)
+        return fut
+
     async def read_barrier(self) -> None:
         raise self.error
 
@@ -202,6 +207,16 @@ class SlowBackend(LocalBackend):
     async def execute(self, command: Command) -> Result:
         await asyncio.sleep(0.05)
         return await super().execute(command)
+
+    def submit(self, command: Command) -> asyncio.Future[Result] | None:
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+
+        def apply() -> None:
+            self._index += 1
+            fut.set_result(self.state_machine.apply(self._index, 1, command))
+
+        asyncio.get_running_loop().call_later(0.05, apply)  # applied in submission order
+        return fut
 
 
 async def _request(port: int, data: bytes, replies: int) -> bytes:

@@ -99,6 +99,9 @@ OPTIONS: tuple[Option, ...] = (
            "default read mode of new connections (default: linearizable)",
            ("linearizable", "local")),
     Option("max_clients", "int", 10_000, "client connections at most (default: 10000)"),
+    Option("event_loop", "choice", "auto",
+           "asyncio event loop: uvloop when installed (auto), or plain asyncio (default: auto)",
+           ("auto", "asyncio", "uvloop")),
     Option("log_level", "choice", "info", "logging level (default: info)",
            ("debug", "info", "warning", "error")),
 )  # fmt: skip

@@ -24,7 +24,6 @@ from crema.checkpoint import CheckpointManager, SnapshotInfo
 from crema.config import CacheConfig, DurationLike, to_timedelta
 from crema.errors import (
     ShutdownError,
-    UnavailableError,
 )
 from crema.histogram import Histogram
 from crema.node.forward import Forwarder
@@ -132,7 +131,9 @@ class DistributedCache:
         holder.append(replica)
         transport.set_handlers(replica.on_message, replica.on_drained)
         router = Router(replica)
-        forwarder = Forwarder(config.node_id, transport, router.serve_forwarded)
+        forwarder = Forwarder(
+            config.node_id, transport, router.serve_forwarded, router.propose_forwarded
+        )
         router.forwarder = forwarder
         replica.on_forward = forwarder.on_forward
         replica.on_forward_resp = forwarder.on_forward_resp
@@ -179,22 +180,24 @@ class DistributedCache:
         """
         return await self._router.execute(command)
 
-    async def read_barrier(self) -> None:
-        """Wait until this node's state covers every write acknowledged before the call.
+    def submit(self, command: Command) -> asyncio.Future[Result] | None:
+        """Start a write now; a future of its result (see the server's ``Backend.submit``)."""
+        return self._router.submit(command)
 
-        Raises:
-            UnavailableError: no leader confirmed a read index in time.
-            ShutdownError: the node is shutting down.
+    def read_barrier(self) -> asyncio.Future[None]:
+        """A future done once this node's state covers every write acknowledged before the call.
+
+        The future fails with ``UnavailableError`` when no leader confirmed a
+        read index in time, ``ShutdownError`` when the node is shutting down.
         """
         replica = self._replica
         if replica.closed:
-            raise ShutdownError(f"node {replica.id} is shut down")
-        fut = replica.reads.request()
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            fut.set_exception(ShutdownError(f"node {replica.id} is shut down"))
+            return fut
+        fut = replica.reads.request(replica.write_timeout)
         replica.wake()
-        try:
-            await asyncio.wait_for(fut, replica.write_timeout)
-        except TimeoutError:
-            raise UnavailableError("no leader confirmed a read index in time") from None
+        return fut
 
     def status(self) -> dict[str, Any]:
         """Same as :meth:`cluster_status`."""

@@ -1,9 +1,11 @@
 """Batched ReadIndex rounds and waits on the applied index (layer L2).
 
-Concurrent ``consistent_get`` calls share one ReadIndex round: requests that
-arrive while a round is in flight wait for the next one. A round's read
-state tells the commit index the reads must wait for; they are released once
-the local applied index reaches it. A round that gets no answer (leader
+Concurrent ``consistent_get`` calls share one ReadIndex round: the reads
+queued when the driver loop runs go in one round. Up to
+:data:`MAX_ROUNDS_IN_FLIGHT` rounds overlap, so reads arriving while a round
+is in flight start the next one at once instead of waiting for it. A round's
+read state tells the commit index the reads must wait for; they are released
+once the local applied index reaches it. A round that gets no answer (leader
 change, lost message) is retried after ``retry_after`` seconds.
 """
 
@@ -14,9 +16,17 @@ import heapq
 import itertools
 from dataclasses import dataclass, field
 
-from crema.errors import NotLeaderError
+from crema.errors import NotLeaderError, UnavailableError
 from crema.raft.rawnode import RawNode
 from crema.raft.read_only import ReadState
+
+MAX_ROUNDS_IN_FLIGHT = 4
+"""ReadIndex rounds of one node in flight at most."""
+
+
+def _time_out(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(UnavailableError("no leader confirmed a read index in time"))
 
 
 @dataclass(slots=True)
@@ -71,26 +81,34 @@ class ReadBatcher:
         self._counter = itertools.count(1)
         self._retry_after = retry_after
         self._queued: list[asyncio.Future[None]] = []
-        self._round: _Round | None = None
+        self._rounds: dict[bytes, _Round] = {}  # in flight, oldest first
         self._waiting = AppliedWaiters()
 
-    def request(self) -> asyncio.Future[None]:
-        """Queue a read; the future is done when the local state may be read."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def request(self, timeout: float | None = None) -> asyncio.Future[None]:
+        """Queue a read; the future is done when the local state may be read.
+
+        With ``timeout``, the future fails with ``UnavailableError`` after that
+        many seconds without a confirmed read index.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         self._queued.append(fut)
+        if timeout is not None:
+            timer = loop.call_later(timeout, _time_out, fut)
+            fut.add_done_callback(lambda _: timer.cancel())
         return fut
 
     def wants_round(self) -> bool:
-        """Whether reads are queued and no round is in flight."""
-        return bool(self._queued) and self._round is None
+        """Whether reads are queued and a round may start."""
+        return bool(self._queued) and len(self._rounds) < MAX_ROUNDS_IN_FLIGHT
 
     def poll(self, node: RawNode, now: float) -> None:
-        """Retry a stale round and start a round for queued reads when possible."""
-        current = self._round
-        if current is not None and now - current.started > self._retry_after:
-            self._queued[:0] = current.waiters
-            self._round = None
-        if self._round is not None:
+        """Retry stale rounds and start a round for queued reads when possible."""
+        for context, current in list(self._rounds.items()):
+            if now - current.started > self._retry_after:
+                self._queued[:0] = current.waiters
+                del self._rounds[context]
+        if len(self._rounds) >= MAX_ROUNDS_IN_FLIGHT:
             return
         self._queued = [f for f in self._queued if not f.done()]
         if not self._queued:
@@ -100,21 +118,24 @@ class ReadBatcher:
             node.read_index(context)
         except NotLeaderError:
             return  # no leader yet: try again on the next tick
-        self._round = _Round(context, now, self._queued)
+        self._rounds[context] = _Round(context, now, self._queued)
         self._queued = []
 
     def on_read_states(self, states: list[ReadState], applied: int) -> bool:
-        """Attach the read index of the current round to its readers; whether it ended."""
+        """Attach the read index of each finished round to its readers; whether one ended."""
         done = False
-        current = self._round
         for state in states:
-            if current is not None and state.context == current.context:
-                for fut in current.waiters:
-                    if not fut.done():
+            current = self._rounds.pop(state.context, None)
+            if current is None:
+                continue
+            for fut in current.waiters:
+                if not fut.done():
+                    if state.index <= applied:
+                        fut.set_result(None)
+                    else:
                         chained = self._waiting.wait(state.index, applied)
                         chained.add_done_callback(_relay(fut))
-                self._round = current = None
-                done = True
+            done = True
         return done
 
     def release(self, applied: int) -> None:
@@ -124,9 +145,9 @@ class ReadBatcher:
     def fail_all(self, exc: BaseException) -> None:
         """Fail every read (shutdown)."""
         waiters = list(self._queued)
-        if self._round is not None:
-            waiters += self._round.waiters
-        self._queued, self._round = [], None
+        for current in self._rounds.values():
+            waiters += current.waiters
+        self._queued, self._rounds = [], {}
         for fut in waiters:
             if not fut.done():
                 fut.set_exception(exc)

@@ -302,6 +302,29 @@ class Replica:
         # decoding the entry gives (bytes, bytes, plain ints, the enum, bools).
         return await self._await_entry(entry, kept)
 
+    def submit_command(self, command: Command) -> tuple[int, asyncio.Future[Result]]:
+        """Like :meth:`propose_command` without waiting: ``(index, future of the result)``.
+
+        Proposals made one after the other get increasing indexes (in order).
+        """
+        self._check_open()
+        if type(command) is Set:
+            c = command
+            expiry = c.expiry_ms if c.expiry_ms is None else int(c.expiry_ms)
+            command = set_unchecked(c.key, c.value, self.stamp(), expiry, c.condition,
+                                    c.keep_ttl, c.get)  # fmt: skip
+        else:
+            command = dataclasses.replace(command, now_ms=self.stamp())
+        entry = self.node.propose(encode_command(command))
+        self.proposals += 1
+        fut = self.pending.add(entry.index, entry.term, command if type(command) is Set else None)
+        self._wake.set()
+        timer = asyncio.get_running_loop().call_later(
+            self.write_timeout, _time_out, fut, entry.index, self.write_timeout
+        )
+        fut.add_done_callback(lambda _: timer.cancel())
+        return entry.index, fut
+
     async def propose_conf_change(self, change: ConfChange) -> tuple[int, Result]:
         """Propose a membership change on this node (the leader)."""
         self._check_open()

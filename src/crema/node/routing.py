@@ -17,6 +17,7 @@ from crema.cache.codec import decode_command, encode_command
 from crema.cache.commands import Command
 from crema.cache.results import Result
 from crema.errors import (
+    CremaError,
     LeadershipLostError,
     OutcomeUnknownError,
     ProposalDroppedError,
@@ -48,6 +49,83 @@ class Router:
         body = wire.encode_request(wire.REQ_COMMAND, encode_command(command))
         result: Result = await self._run(lambda: self._replica.propose_command(command), body)
         return result
+
+    def submit(self, command: Command) -> asyncio.Future[Result] | None:
+        """Propose (leader) or forward (follower) ``command`` now; a future of its result.
+
+        Commands submitted one after the other apply in that order (see
+        ``Backend.submit``); a refused one fails (``WriteRejectedError``) and is
+        not retried. None when it cannot be sent now (no leader known or
+        reachable, shutting down): :meth:`execute` waits and retries then.
+        """
+        replica = self._replica
+        if replica.closed:
+            return None
+        if replica.is_leader():
+            try:
+                return replica.submit_command(command)[1]
+            except ProposalDroppedError:
+                return None
+        leader = replica.leader_id()
+        forwarder = self.forwarder
+        if leader is None or leader == replica.id or forwarder is None:
+            return None
+        leader = NodeId(leader)
+        if not replica.transport.is_connected(leader):
+            return None
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[Result] = loop.create_future()
+        replied = forwarder.submit(leader, encode_command(command))
+        timeout = replica.write_timeout
+        timer = loop.call_later(timeout, _time_out, result, leader, timeout)
+
+        def settled(_: object) -> None:
+            timer.cancel()
+            replied.cancel()  # timed out: the forwarder forgets the request (no-op if answered)
+
+        result.add_done_callback(settled)
+        replied.add_done_callback(lambda f: self._forwarded(result, leader, f))
+        return result
+
+    def _forwarded(
+        self, result: asyncio.Future[Result], leader: NodeId, replied: asyncio.Future[Any]
+    ) -> None:
+        """The leader answered a submitted command: wait until it is applied here too."""
+        try:
+            index, value = _forward_outcome(leader, replied)
+        except (CremaError, asyncio.CancelledError) as exc:
+            if not result.done():
+                result.set_exception(
+                    exc if isinstance(exc, CremaError) else LeadershipLostError("cancelled")
+                )
+            return
+        if result.done():
+            return  # timed out already
+        replica = self._replica
+        waiter = replica.applied_waiters.wait(index, replica.sm.applied_index)
+        if waiter.done():
+            result.set_result(value)
+            return
+        waiter.add_done_callback(lambda w: _settle(result, w, value))
+
+    def propose_forwarded(self, data: bytes) -> tuple[int, asyncio.Future[Any]] | wire.ForwardReply:
+        """Leader side of a forwarded batch: propose one encoded command now.
+
+        Returns:
+            ``(index, future of its result)``, or the reply refusing it (not proposed).
+        """
+        replica = self._replica
+        if not replica.is_leader():
+            message = f"node {replica.id} is not the leader"
+            return wire.ForwardReply(wire.STATUS_REJECTED, 0, message, replica.leader_id())
+        try:
+            return replica.submit_command(decode_command(data))
+        except ProposalDroppedError as exc:
+            return wire.ForwardReply(wire.STATUS_REJECTED, 0, str(exc), exc.leader_hint)
+        except WriteRejectedError as exc:
+            return wire.ForwardReply(wire.STATUS_REJECTED, 0, str(exc), None)
+        except (CremaError, ValueError, TypeError) as exc:
+            return wire.ForwardReply(wire.STATUS_REJECTED, 0, f"bad request: {exc}", None)
 
     async def conf_change(self, change: ConfChange) -> None:
         """Propose a membership change from any node."""
@@ -157,3 +235,37 @@ class Router:
         else:
             await self._transfer_here(node)
         return wire.ForwardReply(wire.STATUS_OK, 0, wire.encode_result(None), None)
+
+
+def _time_out(result: asyncio.Future[Any], leader: NodeId, timeout: float) -> None:
+    if not result.done():
+        result.set_exception(WriteTimeoutError(f"no reply from leader {leader} in {timeout:.3f} s"))
+
+
+def _settle(result: asyncio.Future[Result], waiter: asyncio.Future[None], value: Result) -> None:
+    """Copy an applied-index wait's outcome to ``result`` (with the write's result)."""
+    if result.done():
+        return
+    exc = None if waiter.cancelled() else waiter.exception()
+    if waiter.cancelled():
+        result.set_exception(LeadershipLostError("cancelled waiting for the write to apply here"))
+    elif exc is not None:
+        result.set_exception(exc)
+    else:
+        result.set_result(value)
+
+
+def _forward_outcome(leader: NodeId, replied: asyncio.Future[Any]) -> tuple[int, Result]:
+    """``(index, result)`` of a forwarded command's reply.
+
+    Raises:
+        ProposalDroppedError: the leader refused it (not applied).
+        LeadershipLostError: its outcome is unknown.
+        PeerProtocolError: the reply is malformed.
+    """
+    reply: wire.ForwardReply = replied.result()
+    if reply.status == wire.STATUS_REJECTED:
+        raise ProposalDroppedError(str(reply.value), reply.leader_hint)
+    if reply.status == wire.STATUS_UNKNOWN:
+        raise LeadershipLostError(f"leader {leader}: {reply.value}")
+    return reply.index, wire.decode_result(reply.value)

@@ -7,12 +7,18 @@ whose body is one of:
 * ``[1, change type, node id, address]``: a membership change;
 * ``[2, node id]``: a leadership transfer;
 * ``[3, node id]``: the sender discarded its local state and needs the leader to
-  probe it from scratch (a snapshot install follows).
+  probe it from scratch (a snapshot install follows);
+* ``[4, [command bytes, ...]]``: a batch of state-machine commands (at most
+  :data:`MAX_BATCH_ITEMS`, :data:`MAX_BATCH_BYTES` of commands), proposed in
+  this order.
 
 The leader answers with a ``ForwardResp`` whose body is
 ``[status, index, value, leader_hint]``: status 0 = applied at ``index`` on the
 leader with result ``value``; 1 = rejected before it was proposed (definitely
-not applied); 2 = outcome unknown (may have been applied).
+not applied); 2 = outcome unknown (may have been applied). A batch is answered
+with ``[5, [reply, ...]]``, one ``[status, index, value, leader_hint]`` per
+command in the batch's order. A leader that does not know batches (an older
+version) answers a batch with one plain rejection (``unknown forward kind 4``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ REQ_COMMAND = 0
 REQ_CONF_CHANGE = 1
 REQ_TRANSFER = 2
 REQ_REJOIN = 3
+REQ_BATCH = 4
+REPLY_BATCH = 5
+
+MAX_BATCH_ITEMS = 256
+"""Commands in one batch at most (checked when decoding, before building the list)."""
+MAX_BATCH_BYTES = 1024 * 1024
+"""Encoded commands in one batch at most (the sender starts a new batch past this)."""
 
 STATUS_OK = 0
 STATUS_REJECTED = 1
@@ -57,14 +70,67 @@ def decode_request(body: bytes) -> tuple[int, list[Any]]:
         PeerProtocolError: the body is malformed.
     """
     try:
-        item = msgpack.unpackb(body, raw=False, strict_map_key=True)
+        item = msgpack.unpackb(
+            body, raw=False, strict_map_key=True, max_array_len=MAX_BATCH_ITEMS, max_map_len=0
+        )
     except Exception as exc:
         raise PeerProtocolError(f"bad forward body: {exc}") from exc
     if not isinstance(item, list) or not item or not isinstance(item[0], int):
         raise PeerProtocolError("forward body is not [kind, ...]")
-    if item[0] not in (REQ_COMMAND, REQ_CONF_CHANGE, REQ_TRANSFER, REQ_REJOIN):
+    if item[0] not in (REQ_COMMAND, REQ_CONF_CHANGE, REQ_TRANSFER, REQ_REJOIN, REQ_BATCH):
         raise PeerProtocolError(f"unknown forward kind {item[0]}")
     return item[0], item[1:]
+
+
+def encode_batch(commands: list[bytes]) -> bytes:
+    """The body of a ``Forward`` item carrying encoded commands to propose in order."""
+    if not commands or len(commands) > MAX_BATCH_ITEMS:
+        raise ValueError(f"a batch holds 1 to {MAX_BATCH_ITEMS} commands, got {len(commands)}")
+    return msgpack.packb([REQ_BATCH, commands], use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def batch_commands(fields: list[Any]) -> list[bytes]:
+    """The commands of a ``REQ_BATCH`` request's fields.
+
+    Raises:
+        PeerProtocolError: not a list of 1 to :data:`MAX_BATCH_ITEMS` byte strings.
+    """
+    if len(fields) != 1 or not isinstance(fields[0], list):
+        raise PeerProtocolError("batch body is not [4, [command, ...]]")
+    commands = fields[0]
+    if not commands or len(commands) > MAX_BATCH_ITEMS:
+        raise PeerProtocolError(f"batch of {len(commands)} commands")
+    if not all(isinstance(c, bytes) for c in commands):
+        raise PeerProtocolError("batch item is not bytes")
+    return commands
+
+
+def encode_batch_reply(replies: list[ForwardReply]) -> bytes:
+    """The body of the ``ForwardResp`` answering a batch."""
+    rows = [[r.status, r.index, r.value, r.leader_hint] for r in replies]
+    return msgpack.packb([REPLY_BATCH, rows], use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_batch_reply(body: bytes, count: int) -> list[ForwardReply] | ForwardReply:
+    """The ``count`` replies of a batch, or the one reply refusing the batch as a whole.
+
+    Raises:
+        PeerProtocolError: the body is malformed or holds another number of replies.
+    """
+    try:
+        item = msgpack.unpackb(
+            body, raw=False, strict_map_key=True, max_array_len=MAX_BATCH_ITEMS, max_map_len=0
+        )
+    except Exception as exc:
+        raise PeerProtocolError(f"bad forward reply: {exc}") from exc
+    if isinstance(item, list) and len(item) == 4:
+        return _reply_of(item)
+    if not (isinstance(item, list) and len(item) == 2 and item[0] == REPLY_BATCH):
+        raise PeerProtocolError("batch reply is not [5, [reply, ...]]")
+    rows = item[1]
+    if not isinstance(rows, list) or len(rows) != count:
+        raise PeerProtocolError(f"batch reply does not hold {count} replies")
+    return [_reply_of(row) for row in rows]
 
 
 def encode_result(result: Result) -> list[Any]:
@@ -120,6 +186,10 @@ def decode_reply(body: bytes) -> ForwardReply:
         item = msgpack.unpackb(body, raw=False, strict_map_key=True)
     except Exception as exc:
         raise PeerProtocolError(f"bad forward reply: {exc}") from exc
+    return _reply_of(item)
+
+
+def _reply_of(item: Any) -> ForwardReply:
     if not isinstance(item, list) or len(item) != 4:
         raise PeerProtocolError("forward reply is not [status, index, value, hint]")
     status, index, value, hint = item

@@ -11,7 +11,9 @@ the embedded single-node case) implement it.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from crema.cache.commands import Command
@@ -41,8 +43,27 @@ class Backend(Protocol):
         """
         ...
 
-    async def read_barrier(self) -> None:
+    def submit(self, command: Command) -> asyncio.Future[Result] | None:
+        """Start ``command`` now without waiting; a future of what :meth:`execute` returns.
+
+        Ordering: the commands one caller submits, one after the other, apply
+        in the order they were submitted (those that apply: one that fails
+        with ``WriteRejectedError`` did not apply, and the ones after it may
+        still). A submitted command is never retried behind the caller's back,
+        so a refusal (the leader changed, ...) fails it with
+        ``WriteRejectedError`` instead.
+
+        Returns:
+            The future, or None when the command cannot be sent at once (no
+            leader known, leader unreachable): the caller then waits for its
+            earlier submissions and uses :meth:`execute`, which retries.
+        """
+        ...
+
+    def read_barrier(self) -> Awaitable[None]:
         """Wait until a linearizable read of the local state machine is safe (ReadIndex).
+
+        The round starts when this is called (a future may be returned).
 
         Raises:
             WriteRejectedError: no leader could confirm a read index in time.
@@ -74,6 +95,12 @@ class LocalBackend:
     async def execute(self, command: Command) -> Result:
         self._index += 1
         return self._sm.apply(self._index, 1, command)
+
+    def submit(self, command: Command) -> asyncio.Future[Result] | None:
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._index += 1
+        fut.set_result(self._sm.apply(self._index, 1, command))
+        return fut
 
     async def read_barrier(self) -> None:
         return None

@@ -1,21 +1,33 @@
-"""One client connection: parse requests, run commands in order, write replies (layer L2).
+"""One client connection: parse requests, run commands, write replies in order (layer L2).
 
 Rules:
 
 * The connection is an :class:`asyncio.Protocol`. Bytes go to the
-  :class:`~crema.server.resp_parser.RequestParser`; the commands of a read (a
-  pipelined batch) run in arrival order and their replies are written
-  together. Replies are flushed early once they pass :data:`FLUSH_BYTES`.
-* A command that needs no await (a read in ``local`` mode or with a read
-  barrier already satisfied, PING, INFO, ...; see
-  :func:`~crema.server.commands.dispatch.runs_at_once`) runs straight from the
-  socket callback. The first command that must await the backend (a write, a
-  linearizable read) starts a task, which then runs every remaining command
-  in order; no other command of the connection runs until it is done.
-* Bounded: while a task runs, input beyond :data:`MAX_PENDING_INPUT` bytes
+  :class:`~crema.server.resp_parser.RequestParser`; commands run in arrival
+  order from the socket callback, and their replies are written in that
+  order, together per read. Replies are flushed early past :data:`FLUSH_BYTES`.
+* A command's coroutine is stepped by hand, without a task: when it awaits
+  a future (a write's result, a read barrier), the connection resumes it
+  from that future's done callback. Only a coroutine that awaits something
+  else (``asyncio.sleep(0)``, ...) is finished by a task.
+* Pipelined writes: a write is submitted and the next command is taken at
+  once, without waiting for the write's result; up to
+  :data:`MAX_INFLIGHT_WRITES` writes per connection are in flight, then the
+  connection stops reading its socket until one finishes. The backend
+  applies one connection's submissions in order. Any other command (a read,
+  PING, ...) first waits for the connection's writes in flight to finish,
+  so a connection reads its own writes. A write that could not be
+  submitted at once (no leader known) blocks every later command until it
+  is done (see :func:`~crema.server.commands.common.execute`).
+* A plain ``GET key`` with nothing in flight before it is served inline,
+  without the dispatcher's layers (its counters are the same): at once in
+  ``local`` mode or when its read barrier is already satisfied, else parked
+  on the barrier's future.
+* A non-write command that suspends (a linearizable read waiting for its
+  barrier) blocks later commands until it is done.
+* Bounded: while commands wait, input beyond :data:`MAX_PENDING_INPUT` bytes
   pauses reading; when the transport's write buffer is full
-  (``pause_writing``), commands stop until it drains. The parser's limits
-  bound any single request.
+  (``pause_writing``), commands stop until it drains.
 * A protocol violation gets ``-ERR Protocol error: ...`` after the replies of
   the commands before it, then the connection closes. QUIT replies ``+OK``
   and closes; SHUTDOWN closes without a reply.
@@ -28,12 +40,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Generator
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 from crema.errors import ProtocolError
-from crema.server.commands.dispatch import prepare, run, runs_at_once
+from crema.server.commands.dispatch import prepare, run
+from crema.server.commands.table import CommandSpec
+from crema.server.plain import GET_NAMES, SET_NAMES, PlainCommands
 from crema.server.resp_parser import (
     DEFAULT_MAX_BULK_LEN,
     DEFAULT_MAX_INLINE_LEN,
@@ -42,8 +58,9 @@ from crema.server.resp_parser import (
 )
 from crema.server.resp_reply import ErrorReply, Reply, encode_reply
 from crema.server.session import ServerState, Session
+from crema.server.slots import Slot, finish
 
-__all__ = ["FLUSH_BYTES", "MAX_PENDING_INPUT", "Connection", "ParserLimits"]
+__all__ = ["FLUSH_BYTES", "MAX_INFLIGHT_WRITES", "MAX_PENDING_INPUT", "Connection", "ParserLimits"]
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +68,10 @@ FLUSH_BYTES = 256 * 1024
 """Replies buffered at most before they are handed to the transport mid-batch."""
 
 MAX_PENDING_INPUT = 1024 * 1024
-"""Bytes received while a task runs, beyond which reading pauses until it is done."""
+"""Bytes received while commands wait, beyond which reading pauses."""
+
+MAX_INFLIGHT_WRITES = 1024
+"""Writes of one connection in flight at most; then it stops reading until one finishes."""
 
 _MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
 
@@ -73,35 +93,6 @@ class ParserLimits:
         )
 
 
-class _Yield:
-    """Awaitable that hands what a hand-started coroutine yielded to the running task."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __await__(self) -> Generator[Any, None, None]:
-        yield self.value
-
-
-async def _finish(coro: Coroutine[Any, Any, Reply], yielded: Any) -> Reply:
-    """Finish, inside a task, a coroutine started by hand that suspended on ``yielded``."""
-    while True:
-        try:
-            await _Yield(yielded)
-        except BaseException as exc:  # cancellation: deliver it where the coroutine waits
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            continue
-        try:
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-
-
 def _address(info: object) -> str:
     if isinstance(info, tuple) and len(info) >= 2:
         host = f"[{info[0]}]" if ":" in str(info[0]) else str(info[0])
@@ -109,7 +100,7 @@ def _address(info: object) -> str:
     return ""
 
 
-class Connection(asyncio.Protocol):
+class Connection(PlainCommands, asyncio.Protocol):
     """Serves one client until it disconnects, QUITs, breaks the protocol or the server stops.
 
     Args:
@@ -125,19 +116,25 @@ class Connection(asyncio.Protocol):
         on_closed: Callable[[Connection], None],
     ) -> None:
         self._state = state
+        self.flush_bytes = FLUSH_BYTES
         self._parser = limits.parser()
         self._on_closed = on_closed
         self._transport: asyncio.Transport | None = None
         self.session: Session | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._slots: deque[Slot] = deque()  # commands whose replies are not out yet
+        self._writes = 0  # writes in flight
+        self._blocker: Slot | None = None  # a suspended command later ones wait for
+        self._held: tuple[CommandSpec, list[bytes]] | None = None  # waits for the writes
+        self._stalled = False  # commands stopped before the input was used up
+        self._wakeup_scheduled = False
         self._out: list[bytes] = []
         self._out_size = 0
-        self._pending_input = 0
         self._reading_paused = False
         self._write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._closing = False  # take no more commands; close once the task is done
+        self._closing = False  # take no more commands
+        self._close_when_idle = False  # close once the commands received are done
         self._eof = False
+        self._dead = False  # the transport is gone: drop every result
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # ---------------------------------------------------------------- events
@@ -165,29 +162,34 @@ class Connection(asyncio.Protocol):
         self._parser.feed(data)
         session.ticket = self._state.barrier.ticket()  # a later ticket is always safe
         session.last_active = time.monotonic()
-        if self._task is None:
-            self._serve_now(session)
-        else:
-            self._pending_input += len(data)
-            if self._pending_input > MAX_PENDING_INPUT:
-                self._pause_reading()
+        if not self._stalled:
+            self._serve(session)
+        elif self._parser.buffered > MAX_PENDING_INPUT:
+            self._pause_reading()
 
     def eof_received(self) -> bool:
         self._eof = True
-        return self._task is not None  # keep the socket half-open until the task is done
+        return self._busy()  # keep the socket half-open until the replies are out
 
     def pause_writing(self) -> None:
         self._write_paused = True
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        self._wake_drain(None)
+        if self._stalled and self.session is not None and not self._dead:
+            self._serve(self.session)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._dead = True
         if self.session is not None:
             self.session.close()
-        self._wake_drain(ConnectionResetError("connection lost"))
+        for slot in self._slots:
+            if slot.task is not None:
+                slot.task.cancel()
+            elif slot.coro is not None and not slot.done:
+                slot.coro.close()
+        self._slots.clear()
         if not self.closed.done():
             self.closed.set_result(None)
         self._on_closed(self)
@@ -197,99 +199,177 @@ class Connection(asyncio.Protocol):
     def stop(self) -> None:
         """Stop reading; close once the commands already received are done."""
         self._pause_reading()
-        if self._task is None:
+        self._close_when_idle = True
+        if not self._busy():
             self._close()
-        else:
-            self._closing = True
 
     def abort(self) -> None:
-        """Close at once, dropping buffered replies, and cancel the running task."""
-        if self._task is not None:
-            self._task.cancel()
+        """Close at once, dropping buffered replies and the commands in flight."""
         if self._transport is not None:
             self._transport.abort()
 
+    def _busy(self) -> bool:
+        """Whether commands received are still running or waiting to run."""
+        return bool(self._slots) or self._stalled
+
     # ------------------------------------------------------------- commands
 
-    def _serve_now(self, session: Session) -> None:
-        """Run commands from the socket callback while they need no await; a task takes the rest."""
+    def _serve(self, session: Session) -> None:
+        """Run commands from the callback until the input is used up or one must wait."""
+        self._stalled = True
         parser = self._parser
-        while not self._write_paused:
+        while not (self._write_paused or self._closing):
+            if self._must_wait():
+                break
+            held = self._held
+            if held is not None:
+                self._held = None
+                self._start(session, held[0], held[1])
+                continue
             try:
                 args = parser.next_command()
             except ProtocolError as exc:
                 self._protocol_error(exc)
-                return
+                break
             if args is None:
-                self._flush()
-                if self._eof:
-                    self._close()
-                return
+                self._stalled = False
+                break
+            if len(args) == 2 and args[0] in GET_NAMES and self._plain_get(session, args[1]):
+                continue
+            if len(args) == 3 and args[0] in SET_NAMES and self._plain_set(session, args):
+                continue
             spec = prepare(session, args)
             if isinstance(spec, ErrorReply):
-                reply: Reply = spec
-            elif not runs_at_once(session, spec):
-                self._start_task(run(session, spec, args))
-                return
+                self._emit(session, spec)
+            elif spec.writes and not spec.blocking:
+                self._start(session, spec, args)
+            elif self._writes:
+                self._held = (spec, args)
             else:
-                coro = run(session, spec, args)
-                try:
-                    yielded = coro.send(None)
-                except StopIteration as stop:
-                    reply = stop.value
-                else:
-                    self._start_task(_finish(coro, yielded))
-                    return
-            if not self._reply(session, reply):
-                return
-        self._start_task(None)  # the write buffer is full: continue once it drains
-
-    def _start_task(self, first: Coroutine[Any, Any, Reply] | None) -> None:
+                self._start(session, spec, args)
         self._flush()
-        self._pending_input = 0
-        self._task = asyncio.get_running_loop().create_task(self._serve_task(first))
+        if not self._stalled:
+            self._resume_reading()
+        self._maybe_close()
 
-    async def _serve_task(self, first: Coroutine[Any, Any, Reply] | None) -> None:
-        session = self.session
-        assert session is not None
+    def _must_wait(self) -> bool:
+        """Whether the next command must wait: for a suspended one, or for writes in flight."""
+        if self._blocker is not None or (self.session is not None and self.session.retrying):
+            return True
+        if self._writes >= MAX_INFLIGHT_WRITES:
+            self._pause_reading()  # backpressure: the client's writes wait in its socket
+            return True
+        return self._held is not None and self._writes > 0  # a read waits for the writes
+
+    def _start(self, session: Session, spec: CommandSpec, args: list[bytes]) -> None:
+        """Run one command until it finishes or suspends (then it takes a slot)."""
+        write = spec.writes and not spec.blocking
+        session.serial_write = False
+        coro = run(session, spec, args)
         try:
-            if first is None or self._reply(session, await first):
-                await self._serve_async(session)
-        except (ConnectionError, asyncio.CancelledError):
-            self._close()
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            self._emit(session, stop.value)
+            return
         except Exception:  # a bug: log it, drop this client, keep the server
             log.exception("connection %d failed", session.id)
             self._close()
-        finally:
-            self._task = None
-            self._flush()
-            if self._closing or self._eof:
-                self._close()
-            elif self._reading_paused:
-                self._reading_paused = False
-                if self._transport is not None:
-                    self._transport.resume_reading()
+            return
+        slot = Slot(coro, write)
+        self._slots.append(slot)
+        if write:
+            self._writes += 1
+        if not write or session.serial_write:
+            self._blocker = slot
+        self._suspend(slot, yielded)
 
-    async def _serve_async(self, session: Session) -> None:
-        """Run every command received, in order, awaiting each (inside the task)."""
-        parser = self._parser
-        while True:
-            if self._write_paused:
-                self._flush()
-                await self._drain()
-            try:
-                args = parser.next_command()
-            except ProtocolError as exc:
-                self._protocol_error(exc)
+    def _suspend(self, slot: Slot, yielded: Any) -> None:
+        if getattr(yielded, "_asyncio_future_blocking", None) is not None:
+            yielded._asyncio_future_blocking = False  # as a task would: we wait for it
+            yielded.add_done_callback(partial(self._resume, slot))
+            return
+        assert slot.coro is not None  # anything else: let a task finish the coroutine
+        task = asyncio.get_running_loop().create_task(finish(slot.coro, yielded))
+        slot.task = task
+        task.add_done_callback(partial(self._task_done, slot))
+
+    def _resume(self, slot: Slot, fut: asyncio.Future[Any]) -> None:
+        if self._dead:
+            if not fut.cancelled():
+                fut.exception()  # retrieved: nobody is left to see it
+            return
+        coro = slot.coro
+        assert coro is not None
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            self._complete(slot, stop.value)
+            return
+        except asyncio.CancelledError:  # what it awaited was cancelled (shutdown)
+            self._close()
+            return
+        except Exception:  # a bug: log it, drop this client, keep the server
+            log.exception("connection %d failed", self.session.id if self.session else 0)
+            self._close()
+            return
+        self._suspend(slot, yielded)
+
+    def _task_done(self, slot: Slot, task: asyncio.Task[Reply]) -> None:
+        if self._dead or task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("connection failed", exc_info=exc)
+            self._close()
+            return
+        self._complete(slot, task.result())
+
+    def _complete(self, slot: Slot, reply: Reply) -> None:
+        """A suspended command finished: send the replies now in order, go on serving.
+
+        While other writes are in flight, this waits for the end of the loop
+        turn: writes that commit together finish in one turn, and their
+        replies then go out in one socket write instead of one each.
+        """
+        slot.done, slot.reply, slot.coro = True, reply, None
+        if slot.write:
+            self._writes -= 1
+        if self._blocker is slot:
+            self._blocker = None
+        if self._writes:
+            if not self._wakeup_scheduled:
+                self._wakeup_scheduled = True
+                asyncio.get_running_loop().call_soon(self._wakeup)
+            return
+        self._wakeup()
+
+    def _wakeup(self) -> None:
+        """Send the replies that are ready, in order; go on serving."""
+        self._wakeup_scheduled = False
+        if self._dead:
+            return
+        session = self.session
+        assert session is not None
+        slots = self._slots
+        while slots and slots[0].done:
+            if not self._reply(session, slots.popleft().reply):
                 return
-            if args is None:
-                return
-            spec = prepare(session, args)
-            reply = spec if isinstance(spec, ErrorReply) else await run(session, spec, args)
-            if not self._reply(session, reply):
-                return
+        if self._stalled and not self._closing:
+            self._serve(session)
+        else:
+            self._flush()
+            self._maybe_close()
 
     # --------------------------------------------------------------- output
+
+    def _emit(self, session: Session, reply: Reply) -> None:
+        """The reply of a command that finished at once: now, or behind the slots before it."""
+        if self._slots:
+            slot = Slot(None, False)
+            slot.done, slot.reply = True, reply
+            self._slots.append(slot)
+        else:
+            self._reply(session, reply)
 
     def _reply(self, session: Session, reply: Reply) -> bool:
         """Queue a reply; returns False once the connection must close (QUIT, SHUTDOWN)."""
@@ -307,9 +387,17 @@ class Connection(asyncio.Protocol):
         return True
 
     def _protocol_error(self, exc: ProtocolError) -> None:
+        """Reply the error after the replies before it, then close."""
         self._state.stats.error_replies += 1
-        self._out.append(encode_reply(ErrorReply("ERR", str(exc))))
-        self._close()
+        self._closing = self._close_when_idle = True
+        self._stalled = False
+        self._held = None
+        assert self.session is not None
+        self._emit(self.session, ErrorReply("ERR", str(exc)))
+
+    def _maybe_close(self) -> None:
+        if (self._eof or self._close_when_idle) and not self._busy():
+            self._close()
 
     def _flush(self) -> None:
         if not self._out:
@@ -322,26 +410,17 @@ class Connection(asyncio.Protocol):
             self._state.stats.net_output_bytes += len(data)
             transport.write(data)
 
-    async def _drain(self) -> None:
-        if not self._write_paused:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._drain_waiter = waiter
-        await waiter
-
-    def _wake_drain(self, exc: Exception | None) -> None:
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            if exc is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(exc)
-
     def _pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None:
             self._reading_paused = True
             if not self._transport.is_closing():
                 self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and not (self._closing or self._close_when_idle):
+            self._reading_paused = False
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.resume_reading()
 
     def _close(self) -> None:
         """Flush what is queued and close (idempotent)."""

@@ -1,12 +1,19 @@
 """Batched read barriers: many concurrent linearizable reads share one ReadIndex round.
 
-A read may use a barrier only if the barrier *started* after the read
-arrived; a barrier already in flight may have fixed its read index before
-the read's invocation, so a newcomer waits for the next one. So there are at
-most two groups at any time: the barrier in flight and the readers queued
-for the one after it. A connection takes a :meth:`ReadBarrier.ticket` when a
-batch of pipelined commands arrives; every read of that batch is then
-satisfied by the first barrier that started after it, without a round each.
+A read may use a round only if the round *started* after the read arrived;
+a round already in flight may have fixed its read index before the read's
+invocation, so a newcomer joins a later one. Rounds are numbered as they
+start; a connection takes a :meth:`ReadBarrier.ticket` (the number of rounds
+started so far) when a batch of pipelined commands arrives, and every read
+of that batch is satisfied once any round numbered above the ticket has
+completed.
+
+Readers that find no such round in flight join the *next* group, which
+starts one round at the end of the current loop turn (``call_soon``), so
+the readers of every connection served in one turn share it. Up to
+:data:`MAX_ROUNDS_IN_FLIGHT` rounds overlap: a new group does not wait for
+the previous round to finish, only for a free slot. Waiting is done with
+futures and callbacks, not a task per reader.
 """
 
 from __future__ import annotations
@@ -14,64 +21,96 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-__all__ = ["ReadBarrier"]
+from crema.errors import WriteRejectedError
+
+__all__ = ["MAX_ROUNDS_IN_FLIGHT", "ReadBarrier"]
+
+MAX_ROUNDS_IN_FLIGHT = 4
+"""ReadIndex rounds in flight at most; more readers queue for the next free slot."""
 
 
 class ReadBarrier:
     """Coalesces calls to a backend's ``read_barrier``.
 
     Args:
-        barrier: the backend's ``read_barrier`` coroutine function.
+        barrier: the backend's ``read_barrier``: starts one round, returns an awaitable.
     """
 
     def __init__(self, barrier: Callable[[], Awaitable[None]]) -> None:
         self._barrier = barrier
-        self._started = 0  # barriers started so far; barrier n is the n-th
-        self._done = 0  # the highest-numbered barrier that completed
-        self._inflight: asyncio.Future[None] | None = None
-        self.rounds = 0  # barriers that completed (for INFO)
+        self._started = 0  # rounds started so far; round n is the n-th
+        self._done = 0  # the highest-numbered round that completed
+        self._inflight: dict[int, list[asyncio.Future[None]]] = {}  # number -> its readers
+        self._next: list[asyncio.Future[None]] = []  # readers of the round to start
+        self._scheduled = False
+        self.rounds = 0  # rounds that completed (for INFO)
 
     def ticket(self) -> int:
-        """A ticket for requests arriving now: satisfied by any barrier started later."""
+        """A ticket for requests arriving now: satisfied by any round started later."""
         return self._started
 
     def satisfied(self, ticket: int) -> bool:
-        """Whether a barrier that started after ``ticket`` was taken has completed."""
+        """Whether a round that started after ``ticket`` was taken has completed."""
         return self._done > ticket
 
-    async def wait(self, ticket: int) -> None:
-        """Return once a barrier that started after ``ticket`` was taken has completed.
+    def wait(self, ticket: int) -> asyncio.Future[None]:
+        """A future done once a round that started after ``ticket`` was taken has completed.
 
-        Raises:
-            WriteRejectedError: the barrier failed (no leader confirmed a read index).
+        The future fails with the round's error (``WriteRejectedError``: no
+        leader confirmed a read index); cancelling it affects no other reader.
         """
-        while self._done <= ticket:
-            inflight = self._inflight
-            if inflight is None:
-                await self._run()
-            else:
-                await asyncio.shield(inflight)
-
-    async def _run(self) -> None:
-        """Run one barrier round in the caller's task; others wait on its future."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._inflight = future
+        fut: asyncio.Future[None] = loop.create_future()
+        if self._done > ticket:
+            fut.set_result(None)
+            return fut
+        for number, readers in self._inflight.items():  # oldest first: likely done first
+            if number > ticket:
+                readers.append(fut)
+                return fut
+        self._next.append(fut)
+        if not self._scheduled and len(self._inflight) < MAX_ROUNDS_IN_FLIGHT:
+            self._scheduled = True
+            loop.call_soon(self._start)
+        return fut
+
+    def _start(self) -> None:
+        """Start one round for every reader queued so far."""
+        self._scheduled = False
+        readers = [f for f in self._next if not f.done()]
+        self._next = []
+        if not readers:
+            return
         self._started += 1
         number = self._started
+        self._inflight[number] = readers
         try:
-            await self._barrier()
-        except BaseException as exc:
-            if not future.done():
-                if isinstance(exc, Exception):
-                    future.set_exception(exc)
-                    future.exception()  # retrieved: waiters may all be gone
-                else:  # cancelled: waiters retry with a round of their own
-                    future.set_result(None)
-            raise
-        finally:
-            if self._inflight is future:
-                self._inflight = None
-        self._done = max(self._done, number)
-        self.rounds += 1
-        future.set_result(None)
+            awaitable = self._barrier()
+            round_future = asyncio.ensure_future(awaitable)
+        except Exception as exc:
+            self._finish(number, exc)
+            return
+        round_future.add_done_callback(lambda f: self._round_done(number, f))
+
+    def _round_done(self, number: int, round_future: asyncio.Future[None]) -> None:
+        if round_future.cancelled():
+            self._finish(number, WriteRejectedError("the read barrier was cancelled"))
+            return
+        self._finish(number, round_future.exception())
+
+    def _finish(self, number: int, exc: BaseException | None) -> None:
+        readers = self._inflight.pop(number, [])
+        if exc is None:
+            self._done = max(self._done, number)
+            self.rounds += 1
+            for fut in readers:
+                if not fut.done():
+                    fut.set_result(None)
+        else:
+            for fut in readers:
+                if not fut.done():
+                    fut.set_exception(exc)
+                    fut.exception()  # retrieved: its reader may be gone
+        if self._next and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start)

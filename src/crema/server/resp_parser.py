@@ -174,6 +174,15 @@ class RequestParser:
         return self._use_hiredis
 
     @property
+    def parsed(self) -> deque[list[bytes]]:
+        """Commands already parsed, in order, that :meth:`next_command` returns next.
+
+        A caller may ``popleft()`` the ones it takes (to serve a run of
+        commands in one go); anything else is the parser's business.
+        """
+        return self._ready
+
+    @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as commands."""
         held = sum(len(a) for a in self._args)

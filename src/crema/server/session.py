@@ -155,6 +155,11 @@ class Session:
         silent: set by SHUTDOWN: close without a reply.
         ticket: the read-barrier ticket of the batch being served.
         last_command: the last command's name (``CLIENT INFO`` ``cmd=``).
+        serial_write: set by a write that could not be submitted at once: the
+            connection runs no later command until it is done.
+        write_seq: writes submitted so far (see ``commands.common.may_retry``).
+        retrying: writes being sent again after a refusal; while nonzero the
+            connection starts no new command.
     """
 
     server: ServerState
@@ -171,6 +176,9 @@ class Session:
     silent: bool = False
     ticket: int = 0
     last_command: str = "NULL"
+    serial_write: bool = False
+    write_seq: int = 0
+    retrying: int = 0
     created_at: float = field(default_factory=time.monotonic)
     last_active: float = field(default_factory=time.monotonic)
 

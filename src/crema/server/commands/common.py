@@ -8,10 +8,19 @@ from typing import Any
 from crema.cache.commands import Command
 from crema.cache.results import CommandFailure, Result, Status
 from crema.cache.state_machine import CacheStateMachine
+from crema.errors import ProposalDroppedError
 from crema.server.resp_reply import OK, ErrorReply, Reply
 from crema.server.session import Session
 
-__all__ = ["execute", "failure_reply", "now_ms", "read_view", "result_reply", "to_reply"]
+__all__ = [
+    "execute",
+    "failure_reply",
+    "may_retry",
+    "now_ms",
+    "read_view",
+    "result_reply",
+    "to_reply",
+]
 
 
 def failure_reply(failure: CommandFailure) -> ErrorReply:
@@ -33,6 +42,12 @@ def result_reply(result: Result) -> Reply:
 async def execute(session: Session, command: Command) -> Reply:
     """Run ``command`` through the backend (atomic cluster-wide) and return its reply.
 
+    The command is submitted at once (:meth:`Backend.submit`), so a connection
+    can submit its next pipelined write while this one is in flight. When it
+    cannot be sent at once (no leader known, ...), ``session.serial_write``
+    is set: the connection runs nothing else until this write is done, which
+    keeps the connection's writes in order while it waits and retries.
+
     Raises:
         WriteRejectedError: definitely not applied (the dispatcher replies ``-TRYAGAIN``).
         OutcomeUnknownError: may have been applied (``-UNKNOWN``).
@@ -40,10 +55,36 @@ async def execute(session: Session, command: Command) -> Reply:
     server = session.server
     started = time.perf_counter()
     try:
-        result = await server.backend.execute(command)
+        submitted = server.backend.submit(command)
+        if submitted is None:
+            session.serial_write = True
+            result = await server.backend.execute(command)
+        else:
+            session.write_seq += 1
+            seq = session.write_seq
+            try:
+                result = await submitted
+            except ProposalDroppedError:
+                if not may_retry(session, seq):
+                    raise
+                session.retrying += 1  # the connection starts nothing new meanwhile
+                try:
+                    result = await server.backend.execute(command)
+                finally:
+                    session.retrying -= 1
     finally:
         server.stats.write_latency.observe(time.perf_counter() - started)
     return result_reply(result)
+
+
+def may_retry(session: Session, seq: int) -> bool:
+    """Whether a write refused before it was proposed may be sent again.
+
+    Only the connection's latest submission (number ``seq``) may: no write
+    sent after it could then apply before it, so the order holds. Earlier
+    ones in a pipeline fail with ``-TRYAGAIN`` instead.
+    """
+    return session.write_seq == seq and not session.closing
 
 
 def now_ms(session: Session) -> int:

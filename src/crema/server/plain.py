@@ -1,0 +1,251 @@
+"""Plain ``GET key`` and ``SET key value`` without the dispatcher's layers (layer L2).
+
+Most requests in a cache are one of these two. :class:`PlainCommands` (a
+mixin of :class:`~crema.server.connection.Connection`) serves them with the
+same results, counters and latency histogram as the command handlers, but
+without looking the command up or running its coroutines:
+
+* a GET that may read now (``local`` mode, or its read barrier satisfied)
+  is answered at once, together with every plain GET parsed right after it;
+* a linearizable GET parks on the read barrier's future;
+* a SET is submitted to the backend and answered from its future's
+  callback. If it is refused before it was proposed and the connection sent
+  no write after it, it is sent again through ``execute`` (which waits for
+  a leader), and the connection starts nothing else meanwhile.
+
+Anything else (options, another spelling, a client not authenticated yet)
+goes through the dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from crema.cache.commands import Set, SetCondition, set_unchecked
+from crema.cache.results import Result
+from crema.errors import CremaError, ProposalDroppedError
+from crema.server.commands.common import may_retry, result_reply
+from crema.server.commands.dispatch import error_reply
+from crema.server.resp_parser import RequestParser
+from crema.server.resp_reply import ErrorReply, Reply, encode_reply
+from crema.server.session import ServerState, Session
+from crema.server.slots import Slot
+
+__all__ = ["GET_NAMES", "SET_NAMES", "PlainCommands"]
+
+GET_NAMES = frozenset((b"GET", b"get", b"Get"))
+"""Spellings of GET served by :meth:`PlainCommands._plain_get` (others: the dispatcher)."""
+SET_NAMES = frozenset((b"SET", b"set", b"Set"))
+"""Spellings of SET served by :meth:`PlainCommands._plain_set`."""
+
+_ALWAYS = SetCondition.ALWAYS
+
+
+async def _retry_set(
+    connection: PlainCommands, session: Session, command: Set, started: float
+) -> Reply:
+    """A plain SET sent again through ``execute`` (which waits for a leader and retries)."""
+    session.retrying += 1
+    try:
+        result = await session.server.backend.execute(command)
+    except CremaError as exc:
+        reply: Reply = error_reply(exc)
+    else:
+        reply = result_reply(result)
+    finally:
+        session.retrying -= 1
+    session.server.stats.write_latency.observe(time.perf_counter() - started)
+    connection._count("set", type(reply) is ErrorReply)
+    return reply
+
+
+class PlainCommands:
+    """The plain GET and SET paths of a connection (see the module docstring)."""
+
+    _state: ServerState
+    _parser: RequestParser
+    _slots: deque[Slot]
+    _writes: int
+    _blocker: Slot | None
+    _out: list[bytes]
+    _out_size: int
+    _dead: bool
+    session: Session | None
+    flush_bytes: int
+
+    if TYPE_CHECKING:  # provided by Connection
+
+        def _reply(self, session: Session, reply: Reply) -> bool: ...
+        def _emit(self, session: Session, reply: Reply) -> None: ...
+        def _complete(self, slot: Slot, reply: Reply) -> None: ...
+        def _resume(self, slot: Slot, fut: asyncio.Future[Any]) -> None: ...
+        def _flush(self) -> None: ...
+
+    def _plain_get(self, session: Session, key: bytes) -> bool:
+        """Serve ``GET key`` inline if nothing is in flight; whether it was."""
+        if self._slots or not session.authenticated:
+            return False
+        if session.read_mode == "local" or self._state.barrier.satisfied(session.ticket):
+            self._get_run(session, key)
+        else:
+            self._get_later(session, key)
+        return True
+
+    def _plain_set(self, session: Session, args: list[bytes]) -> bool:
+        """Submit ``SET key value`` without the dispatcher's layers; whether it was.
+
+        What the SET handler would do (same command, counters and latency
+        histogram), with the result awaited by a callback. False when the
+        write cannot be sent at once: the dispatcher then runs it (and waits).
+        """
+        if not session.authenticated:
+            return False
+        state = self._state
+        backend = state.backend
+        command = set_unchecked(args[1], args[2], backend.clock_ms(), None, _ALWAYS, False, False)
+        started = time.perf_counter()
+        try:
+            fut = backend.submit(command)
+        except CremaError as exc:  # e.g. too large: refused before it was proposed
+            self._count("set", True)
+            self._emit(session, error_reply(exc))
+            return True
+        if fut is None:
+            return False
+        if fut.done():
+            if not fut.cancelled() and isinstance(fut.exception(), ProposalDroppedError):
+                return False  # not sent: the dispatcher runs it (and retries)
+            self._emit(session, self._set_reply(started, fut))
+            return True
+        slot = Slot(None, True)
+        self._slots.append(slot)
+        self._writes += 1
+        session.write_seq += 1
+        fut.add_done_callback(partial(self._set_done, slot, started, command, session.write_seq))
+        return True
+
+    def _set_done(
+        self, slot: Slot, started: float, command: Set, seq: int, fut: asyncio.Future[Result]
+    ) -> None:
+        session = self.session
+        if self._dead or session is None:
+            if not fut.cancelled():
+                fut.exception()  # retrieved: nobody is left to see it
+            return
+        exc = None if fut.cancelled() else fut.exception()
+        if isinstance(exc, ProposalDroppedError) and may_retry(session, seq):
+            # Refused before it was proposed, and the connection sent no write
+            # since: send it again (waiting for a leader), holding later ones back.
+            slot.coro = _retry_set(self, session, command, started)
+            self._resume(slot, fut)
+            return
+        self._complete(slot, self._set_reply(started, fut))
+
+    def _set_reply(self, started: float, fut: asyncio.Future[Result]) -> Reply:
+        """The reply of a plain SET whose future is done (its counters and latency noted)."""
+        self._state.stats.write_latency.observe(time.perf_counter() - started)
+        exc = None if fut.cancelled() else fut.exception()
+        if fut.cancelled() or exc is not None:
+            self._count("set", True)
+            if isinstance(exc, CremaError):
+                return error_reply(exc)
+            return ErrorReply("ERR", "write cancelled" if exc is None else str(exc))
+        self._count("set", False)
+        return result_reply(fut.result())
+
+    def _count(self, name: str, failed: bool) -> None:
+        """Count a command served without the dispatcher, as :func:`run` would."""
+        stats = self._state.stats
+        stats.commands_processed += 1
+        stats.calls[name] = stats.calls.get(name, 0) + 1
+        if failed:
+            stats.error_replies += 1
+            stats.failed_calls[name] = stats.failed_calls.get(name, 0) + 1
+        if self.session is not None:
+            self.session.last_command = name
+
+    def _get_run(self, session: Session, key: bytes) -> None:
+        """Serve ``GET key`` and every plain GET parsed right after it, in one go."""
+        state = self._state
+        backend = state.backend
+        sm = backend.state_machine
+        now = backend.clock_ms()
+        parsed = self._parser.parsed
+        out = self._out
+        protocol = session.protocol
+        null = encode_reply(None, protocol)
+        hits = misses = size = 0
+        while True:
+            value = sm.get(key, now)
+            if value is None:
+                misses += 1
+                data = null
+            else:
+                hits += 1
+                data = (
+                    b"$%d\r\n%s\r\n" % (len(value), value)
+                    if type(value) is bytes
+                    else encode_reply(value, protocol)
+                )
+            out.append(data)
+            size += len(data)
+            if not parsed or size >= self.flush_bytes:
+                break
+            args = parsed[0]
+            if len(args) != 2 or args[0] not in GET_NAMES:
+                break
+            key = parsed.popleft()[1]
+        stats = state.stats
+        stats.commands_processed += hits + misses
+        stats.calls["get"] = stats.calls.get("get", 0) + hits + misses
+        stats.keyspace_hits += hits
+        stats.keyspace_misses += misses
+        session.last_command = "get"
+        self._out_size += size
+        if self._out_size >= self.flush_bytes:
+            self._flush()
+
+    def _get(self, session: Session, key: bytes) -> Reply:
+        """A plain GET that may read now: what dispatching it would do, without the layers."""
+        state = self._state
+        stats = state.stats
+        stats.commands_processed += 1
+        calls = stats.calls
+        calls["get"] = calls.get("get", 0) + 1
+        session.last_command = "get"
+        backend = state.backend
+        value = backend.state_machine.get(key, backend.clock_ms())
+        if value is None:
+            stats.keyspace_misses += 1
+        else:
+            stats.keyspace_hits += 1
+        return value
+
+    def _get_later(self, session: Session, key: bytes) -> None:
+        """A plain linearizable GET: park it until its read barrier completes (no coroutine)."""
+        slot = Slot(None, False)
+        self._slots.append(slot)
+        self._blocker = slot
+        fut = self._state.barrier.wait(session.ticket)
+        fut.add_done_callback(partial(self._got_barrier, slot, key, time.perf_counter()))
+
+    def _got_barrier(
+        self, slot: Slot, key: bytes, started: float, fut: asyncio.Future[None]
+    ) -> None:
+        if self._dead:
+            return
+        session = self.session
+        assert session is not None
+        stats = self._state.stats
+        stats.read_wait.observe(time.perf_counter() - started)
+        exc = fut.exception()
+        if exc is None:
+            self._complete(slot, self._get(session, key))
+            return
+        self._count("get", True)
+        reply = error_reply(exc) if isinstance(exc, CremaError) else ErrorReply("ERR", str(exc))
+        self._complete(slot, reply)
