@@ -285,6 +285,14 @@ class Replica:
             ShutdownError, NotLeaderError, ProposalDroppedError: not proposed.
             WriteTimeoutError, LeadershipLostError: proposed, outcome unknown.
         """
+        index, fut = self.submit_command(command)
+        return index, await fut
+
+    def submit_command(self, command: Command) -> tuple[int, asyncio.Future[Result]]:
+        """Like :meth:`propose_command` without waiting: ``(index, future of the result)``.
+
+        Proposals made one after the other get increasing indexes (in order).
+        """
         self._check_open()
         stamp = self.stamp()
         kept: Set | None = None
@@ -300,49 +308,25 @@ class Replica:
         self.proposals += 1
         # A SET is applied from ``kept`` on this node: its fields are exactly what
         # decoding the entry gives (bytes, bytes, plain ints, the enum, bools).
-        return await self._await_entry(entry, kept)
-
-    def submit_command(self, command: Command) -> tuple[int, asyncio.Future[Result]]:
-        """Like :meth:`propose_command` without waiting: ``(index, future of the result)``.
-
-        Proposals made one after the other get increasing indexes (in order).
-        """
-        self._check_open()
-        if type(command) is Set:
-            c = command
-            expiry = c.expiry_ms if c.expiry_ms is None else int(c.expiry_ms)
-            command = set_unchecked(c.key, c.value, self.stamp(), expiry, c.condition,
-                                    c.keep_ttl, c.get)  # fmt: skip
-        else:
-            command = dataclasses.replace(command, now_ms=self.stamp())
-        entry = self.node.propose(encode_command(command))
-        self.proposals += 1
-        fut = self.pending.add(entry.index, entry.term, command if type(command) is Set else None)
-        self._wake.set()
-        timer = asyncio.get_running_loop().call_later(
-            self.write_timeout, _time_out, fut, entry.index, self.write_timeout
-        )
-        fut.add_done_callback(lambda _: timer.cancel())
-        return entry.index, fut
+        return entry.index, self._pending(entry, kept)
 
     async def propose_conf_change(self, change: ConfChange) -> tuple[int, Result]:
         """Propose a membership change on this node (the leader)."""
         self._check_open()
         entry = self.node.propose_conf_change(change)
         self.proposals += 1
-        return await self._await_entry(entry)
+        return entry.index, await self._pending(entry)
 
-    async def _await_entry(
-        self, entry: Entry, command: Command | None = None
-    ) -> tuple[int, Result]:
+    def _pending(self, entry: Entry, command: Command | None = None) -> asyncio.Future[Any]:
+        """The future of ``entry``'s result, with its write deadline; schedule a Ready."""
         loop = asyncio.get_running_loop()
         # The deadline is checked on ticks (no timer per write); cancelling the
-        # awaiting task cancels ``fut``.
+        # awaiting task cancels the future.
         fut = self.pending.add(entry.index, entry.term, command, loop.time() + self.write_timeout)
         if not self._soon:
             self._soon = True
             loop.call_soon(self._ready_soon)
-        return entry.index, await fut
+        return fut
 
     def _check_open(self) -> None:
         if self.closed:
