@@ -164,6 +164,21 @@ class Replica:
         """Ask the loop to handle new work."""
         self._wake.set()
 
+    def start_reads(self) -> None:
+        """Start a ReadIndex round for the queued reads now, its messages sent in this turn.
+
+        Not from within a Ready handling (call it from a loop callback). When
+        no round may start now (rounds in flight at most, no leader known),
+        the driver loop starts one later.
+        """
+        if self.closed or not self.reads.wants_round():
+            self._wake.set()
+            return
+        self.reads.poll(self.node, asyncio.get_running_loop().time())
+        self._ready_now(hold_commit=True)
+        if self.reads.wants_round():  # not started (no leader yet): the loop retries
+            self._wake.set()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while not self.closed:
