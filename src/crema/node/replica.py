@@ -6,7 +6,8 @@ read brought in, their Ready is handled in that same callback (one batch, one
 fsync). Proposals schedule one Ready handling for the next loop turn, so the
 proposals of every writer woken in this turn share it. A tick timer wakes the
 driver loop, which advances the core's clock, times out writes and polls
-reads (a read request starts its ReadIndex round at once: ``start_reads``). Every Ready is handled in the fixed order: the leader's early appends,
+reads (a read request starts its ReadIndex round at once: ``start_reads``).
+Every Ready is handled in the fixed order: the leader's early appends,
 persist (entries, hard state, one fsync when the Ready must sync), send,
 apply committed entries (resolving the futures of proposals by index and
 term), serve read states, advance. Then a checkpoint is considered.
