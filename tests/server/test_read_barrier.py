@@ -145,3 +145,86 @@ def test_a_cancelled_round_fails_its_readers_as_not_applied() -> None:
         await after
 
     asyncio.run(main())
+
+
+def test_callback_readers_run_when_their_round_completes() -> None:
+    async def main() -> None:
+        rounds = Rounds()
+        barrier = ReadBarrier(rounds)
+        seen: list[tuple[str, BaseException | None]] = []
+        barrier.when_ready(barrier.ticket(), lambda exc: seen.append(("a", exc)))
+        barrier.when_ready(barrier.ticket(), lambda exc: seen.append(("b", exc)))
+        assert not seen  # never from within when_ready
+        await _turn()
+        assert len(rounds.pending) == 1 and not seen
+        late: list[BaseException | None] = []
+        barrier.when_ready(barrier.ticket(), late.append)  # after round 1 started
+        await _turn()
+        rounds.pending[0].set_result(None)
+        await _turn()
+        assert seen == [("a", None), ("b", None)] and not late
+        rounds.pending[1].set_exception(WriteRejectedError("no leader"))
+        await _turn()
+        assert len(late) == 1 and isinstance(late[0], WriteRejectedError)
+
+    asyncio.run(main())
+
+
+def test_a_callback_reader_of_a_completed_round_runs_soon() -> None:
+    async def main() -> None:
+        rounds = Rounds()
+        barrier = ReadBarrier(rounds)
+        ticket = barrier.ticket()
+        first = barrier.wait(ticket)
+        await _turn()
+        rounds.pending[0].set_result(None)
+        await first
+        seen: list[BaseException | None] = []
+        barrier.when_ready(ticket, seen.append)
+        assert not seen  # not from within when_ready...
+        await asyncio.sleep(0)
+        assert seen == [None]  # ...but without a new round
+        assert len(rounds.pending) == 1
+
+    asyncio.run(main())
+
+
+def test_a_failing_reader_does_not_starve_the_others() -> None:
+    async def main() -> None:
+        rounds = Rounds()
+        barrier = ReadBarrier(rounds)
+        ticket = barrier.ticket()
+
+        def broken(exc: BaseException | None) -> None:
+            raise RuntimeError("a bug in a reader")
+
+        barrier.when_ready(ticket, broken)
+        seen: list[BaseException | None] = []
+        barrier.when_ready(ticket, seen.append)
+        future = barrier.wait(ticket)
+        await _turn()
+        rounds.pending[0].set_result(None)
+        await future
+        assert seen == [None]
+        assert barrier.rounds == 1
+
+    asyncio.run(main())
+
+
+def test_a_reader_may_queue_for_the_next_round_from_its_callback() -> None:
+    async def main() -> None:
+        rounds = Rounds()
+        barrier = ReadBarrier(rounds)
+        again: list[asyncio.Future[None]] = []
+        barrier.when_ready(
+            barrier.ticket(), lambda exc: again.append(barrier.wait(barrier.ticket()))
+        )
+        await _turn()
+        rounds.pending[0].set_result(None)
+        await _turn()
+        assert len(again) == 1 and not again[0].done()
+        assert len(rounds.pending) == 2  # a new round for the read queued from the callback
+        rounds.pending[1].set_result(None)
+        await again[0]
+
+    asyncio.run(main())

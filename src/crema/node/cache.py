@@ -196,7 +196,7 @@ class DistributedCache:
             fut.set_exception(ShutdownError(f"node {replica.id} is shut down"))
             return fut
         fut = replica.reads.request(replica.write_timeout)
-        replica.wake()
+        replica.start_reads()
         return fut
 
     def status(self) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """Batched ReadIndex rounds and waits on the applied index (layer L2).
 
 Concurrent ``consistent_get`` calls share one ReadIndex round: the reads
-queued when the driver loop runs go in one round. Up to
+queued when a round starts go in it. A round starts when reads are requested
+(``Replica.start_reads``: its heartbeats or its request to the leader leave
+in that same loop turn), or, when no round may start then, on a later turn
+of the driver loop. Up to
 :data:`MAX_ROUNDS_IN_FLIGHT` rounds overlap, so reads arriving while a round
 is in flight start the next one at once instead of waiting for it. A round's
 read state tells the commit index the reads must wait for; they are released

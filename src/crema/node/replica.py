@@ -6,7 +6,8 @@ read brought in, their Ready is handled in that same callback (one batch, one
 fsync). Proposals schedule one Ready handling for the next loop turn, so the
 proposals of every writer woken in this turn share it. A tick timer wakes the
 driver loop, which advances the core's clock, times out writes and polls
-reads. Every Ready is handled in the fixed order: the leader's early appends,
+reads (a read request starts its ReadIndex round at once: ``start_reads``).
+Every Ready is handled in the fixed order: the leader's early appends,
 persist (entries, hard state, one fsync when the Ready must sync), send,
 apply committed entries (resolving the futures of proposals by index and
 term), serve read states, advance. Then a checkpoint is considered.
@@ -163,6 +164,21 @@ class Replica:
     def wake(self) -> None:
         """Ask the loop to handle new work."""
         self._wake.set()
+
+    def start_reads(self) -> None:
+        """Start a ReadIndex round for the queued reads now, its messages sent in this turn.
+
+        Not from within a Ready handling (call it from a loop callback). When
+        no round may start now (rounds in flight at most, no leader known),
+        the driver loop starts one later.
+        """
+        if self.closed or not self.reads.wants_round():
+            self._wake.set()
+            return
+        self.reads.poll(self.node, asyncio.get_running_loop().time())
+        self._ready_now(hold_commit=True)
+        if self.reads.wants_round():  # not started (no leader yet): the loop retries
+            self._wake.set()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

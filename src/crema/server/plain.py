@@ -7,7 +7,7 @@ without looking the command up or running its coroutines:
 
 * a GET that may read now (``local`` mode, or its read barrier satisfied)
   is answered at once, together with every plain GET parsed right after it;
-* a linearizable GET parks on the read barrier's future;
+* a linearizable GET parks on the read barrier (a callback, no future);
 * a SET is submitted to the backend and answered from its future's
   callback. If it is refused before it was proposed and the connection sent
   no write after it, it is sent again through ``execute`` (which waits for
@@ -230,11 +230,11 @@ class PlainCommands:
         slot = Slot(None, False)
         self._slots.append(slot)
         self._blocker = slot
-        fut = self._state.barrier.wait(session.ticket)
-        fut.add_done_callback(partial(self._got_barrier, slot, key, time.perf_counter()))
+        reader = partial(self._got_barrier, slot, key, time.perf_counter())
+        self._state.barrier.when_ready(session.ticket, reader)
 
     def _got_barrier(
-        self, slot: Slot, key: bytes, started: float, fut: asyncio.Future[None]
+        self, slot: Slot, key: bytes, started: float, exc: BaseException | None
     ) -> None:
         if self._dead:
             return
@@ -242,7 +242,6 @@ class PlainCommands:
         assert session is not None
         stats = self._state.stats
         stats.read_wait.observe(time.perf_counter() - started)
-        exc = fut.exception()
         if exc is None:
             self._complete(slot, self._get(session, key))
             return
