@@ -30,8 +30,9 @@ import redis.asyncio as aioredis
 
 from crema.cli import main
 from crema.cli.local_cluster import LocalCluster, ServeNode, free_ports
-from crema.cli.serve import GC_THRESHOLDS, loop_runner, tune_gc
+from crema.cli.serve import loop_runner
 from crema.cli.serve_config import SettingError, add_arguments, cache_config, resolve
+from crema.node.runtime import SERVING_GC_THRESHOLDS, tune_gc
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -132,7 +133,7 @@ def test_tune_gc_freezes_and_raises_thresholds() -> None:
     before = gc.get_threshold()
     try:
         tune_gc()
-        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_threshold() == SERVING_GC_THRESHOLDS
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()

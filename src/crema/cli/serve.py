@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
-import importlib
 import logging
 import signal
 import sys
@@ -34,6 +32,7 @@ from crema.cli.serve_config import (
 from crema.config import CacheConfig
 from crema.errors import CremaError
 from crema.node import DistributedCache
+from crema.node.runtime import loop_factory, loop_name, tune_gc
 from crema.server.admin import AdminServer
 from crema.server.server import RespServer
 from crema.server.session import MembershipOps
@@ -93,46 +92,21 @@ def run_serve(args: argparse.Namespace) -> int:
 def loop_runner(choice: str) -> Callable[[Coroutine[Any, Any, None]], None]:
     """The function that runs the node's main coroutine on the chosen event loop.
 
-    ``auto`` uses uvloop when it can be imported (about 1.5-2x the requests/s
-    of plain asyncio), else asyncio; ``uvloop`` insists on it.
-
     Raises:
         SettingError: ``uvloop`` was asked for and is not installed.
     """
-    if choice != "asyncio":
-        try:
-            uvloop = importlib.import_module("uvloop")
-        except ImportError:
-            if choice == "uvloop":
-                raise SettingError("--event-loop: uvloop is not installed") from None
-        else:
-            return uvloop.run  # type: ignore[no-any-return]
-    return asyncio.run
+    try:
+        factory = loop_factory(choice)
+    except ImportError:
+        raise SettingError("--event-loop: uvloop is not installed") from None
+    if factory is None:
+        return asyncio.run
 
+    def run(main: Coroutine[Any, Any, None]) -> None:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main)
 
-GC_THRESHOLDS = (20_000, 20, 20)
-"""Cyclic GC thresholds of a serving node (Python's defaults: 700, 10, 10)."""
-
-
-def tune_gc() -> None:
-    """Make the cyclic garbage collector cheap for a node that has just recovered.
-
-    Every request allocates short-lived objects (futures, coroutines,
-    lists), so with Python's default thresholds a young collection ran every
-    few requests: about a quarter of the leader's CPU per write. Collections
-    now run about 30 times less often, and what recovery built (the store, the
-    log) is frozen out of them: it stays alive, so scanning it is waste.
-    Memory is still freed by reference counting as before.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-def loop_name() -> str:
-    """``uvloop`` or ``asyncio``: the running event loop's kind, for the log."""
-    module = type(asyncio.get_running_loop()).__module__
-    return "uvloop" if module.startswith("uvloop") else "asyncio"
+    return run
 
 
 def checkpoint_reply(info: Any) -> dict[str, Any]:

@@ -10,11 +10,11 @@ ttl?), ``delete`` (key), ``get`` / ``cget`` (key), ``status``, ``checkpoint``,
 ``digest`` (applied index and a hash of the live entries), ``shutdown``.
 Keys and values are UTF-8 strings. Not a public protocol.
 
-``--loop auto`` (the default) runs on uvloop when it is installed (the
-``bench`` extra), else on asyncio's own loop; ``--loop asyncio`` forces the
-latter. ``--gc-gen0 N`` raises the garbage collector's generation-0
-threshold (fewer collections on the write path) and freezes the objects
-alive after recovery (``gc.freeze()``), so later collections skip them.
+``--event-loop auto`` (the default) runs on uvloop when it is installed,
+else on asyncio's own loop; ``--event-loop asyncio`` forces the latter.
+``--gc-gen0 N`` raises the garbage collector's generation-0 threshold
+(fewer collections on the write path) and freezes the objects alive after
+recovery (``gc.freeze()``), so later collections skip them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import asyncio
 import faulthandler
 import gc
 import hashlib
-import importlib
 import json
 import logging
 import signal
@@ -35,6 +34,7 @@ from typing import Any
 from crema.config import CacheConfig, CheckpointConfig, RaftConfig
 from crema.errors import CremaError, WriteError
 from crema.node.cache import DistributedCache
+from crema.node.runtime import LOOP_CHOICES, loop_factory, tune_gc
 from crema.transport.config import TransportConfig
 
 
@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tick-ms", type=int, default=50)
     p.add_argument("--write-timeout", type=float, default=5.0)
     p.add_argument("--no-auto-recover", action="store_true")
-    p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    p.add_argument("--event-loop", choices=LOOP_CHOICES, default="auto")
     p.add_argument("--gc-gen0", type=int, default=0, help="gen-0 GC threshold (0: default)")
     return p.parse_args(argv)
 
@@ -153,8 +153,7 @@ async def run(args: argparse.Namespace, extra: ExtraOps | None = None) -> None:
     ops = extra or {}
     transport = TransportConfig(backoff_initial=0.02, backoff_max=0.5)
     cache = await DistributedCache.create(config_from(args), transport_config=transport)
-    if args.gc_gen0 > 0:
-        tune_gc(args.gc_gen0)
+    tune_gc_for(args)
     host, _, port = args.control.rpartition(":")
     server = await asyncio.start_server(
         lambda r, w: _serve_client(cache, ops, r, w), host, int(port), limit=1 << 24
@@ -168,34 +167,15 @@ async def run(args: argparse.Namespace, extra: ExtraOps | None = None) -> None:
     await cache.shutdown()
 
 
-def tune_gc(gen0: int) -> None:
-    """Freeze what is alive now (recovery's long-lived state), raise the gen-0 threshold."""
-    gc.collect()
-    gc.freeze()  # later collections skip these objects
-    gc.set_threshold(gen0, *gc.get_threshold()[1:])
-
-
-def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop to run on: uvloop for ``uvloop`` (and ``auto`` when installed).
-
-    Raises:
-        ImportError: ``uvloop`` was asked for and is not installed.
-    """
-    if choice == "asyncio":
-        return None
-    try:  # optional (the bench extra); imported by name so type checks need no stubs
-        uvloop = importlib.import_module("uvloop")
-    except ImportError:
-        if choice == "uvloop":
-            raise
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
+def tune_gc_for(args: argparse.Namespace) -> None:
+    """``--gc-gen0 N``: freeze what recovery built, raise the gen-0 threshold to N."""
+    if args.gc_gen0 > 0:
+        tune_gc((args.gc_gen0, *gc.get_threshold()[1:]))
 
 
 def run_node(args: argparse.Namespace, extra: ExtraOps | None = None) -> None:
-    """Run :func:`run` to completion on the loop ``args.loop`` selects."""
-    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+    """Run :func:`run` to completion on the loop ``args.event_loop`` selects."""
+    with asyncio.Runner(loop_factory=loop_factory(args.event_loop)) as runner:
         runner.run(run(args, extra))
 
 

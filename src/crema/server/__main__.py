@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 
+from crema.node.runtime import loop_factory
 from crema.server.backend import LocalBackend
 from crema.server.server import DEFAULT_PORT, RespServer
 
@@ -63,12 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the preview server until SIGINT, SIGTERM or SHUTDOWN; returns the exit status."""
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        uvloop = importlib.import_module("uvloop")  # optional: about 1.5x the requests/s
-    except ImportError:
-        asyncio.run(_serve(args))
-    else:
-        uvloop.run(_serve(args))
+    with asyncio.Runner(loop_factory=loop_factory("auto")) as runner:
+        runner.run(_serve(args))
     return 0
 
 
