@@ -118,6 +118,8 @@ class Connection(PlainCommands, asyncio.Protocol):
         self._state = state
         self.flush_bytes = FLUSH_BYTES
         self._parser = limits.parser()
+        usable = limits.max_multibulk_len >= 2 and limits.max_bulk_len >= 3  # "*2", "$3 GET"
+        self._max_get_key = limits.max_bulk_len if usable else -1
         self._on_closed = on_closed
         self._transport: asyncio.Transport | None = None
         self.session: Session | None = None
@@ -159,9 +161,14 @@ class Connection(PlainCommands, asyncio.Protocol):
         if self._closing or session is None:
             return
         self._state.stats.net_input_bytes += len(data)
-        self._parser.feed(data)
         session.ticket = self._state.barrier.ticket()  # a later ticket is always safe
         session.last_active = time.monotonic()
+        parser = self._parser
+        if not (self._stalled or self._slots or self._write_paused) and parser.idle:
+            used = self._serve_get_runs(session, data)  # a run of plain GETs, in C
+            if used:
+                data = data[used:]
+        parser.feed(data)
         if not self._stalled:
             self._serve(session)
         elif self._parser.buffered > MAX_PENDING_INPUT:

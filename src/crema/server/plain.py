@@ -7,6 +7,10 @@ without looking the command up or running its coroutines:
 
 * a GET that may read now (``local`` mode, or its read barrier satisfied)
   is answered at once, together with every plain GET parsed right after it;
+* better still, a run of such GETs at the start of the bytes just received
+  (nothing else pending on the connection) is served by the optional C
+  helper ``crema.server._getrun`` before the parser sees those bytes: same
+  replies and counters, without building a command list per request;
 * a linearizable GET parks on the read barrier (a callback, no future);
 * a SET is submitted to the backend and answered from its future's
   callback. If it is refused before it was proposed and the connection sent
@@ -23,7 +27,8 @@ import asyncio
 import time
 from collections import deque
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final
 
 from crema.cache.commands import Set, SetCondition, set_unchecked
 from crema.cache.results import Result
@@ -35,7 +40,22 @@ from crema.server.resp_reply import ErrorReply, Reply, encode_reply
 from crema.server.session import ServerState, Session
 from crema.server.slots import Slot
 
-__all__ = ["GET_NAMES", "SET_NAMES", "PlainCommands"]
+__all__ = ["GET_NAMES", "GET_RUN_MAX", "SET_NAMES", "PlainCommands", "accelerated"]
+
+_getrun: ModuleType | None
+try:  # runs of plain GETs served in C (src/crema/server/_getrun.c); same results without it
+    from crema.server import _getrun
+except ImportError:  # pragma: no cover - depends on the build
+    _getrun = None
+
+
+def accelerated() -> bool:
+    """Whether runs of plain GETs are served by the C helper."""
+    return _getrun is not None
+
+
+GET_RUN_MAX: Final = 1024
+"""Plain GETs served per call of the C helper at most (it holds the GIL meanwhile)."""
 
 GET_NAMES = frozenset((b"GET", b"get", b"Get"))
 """Spellings of GET served by :meth:`PlainCommands._plain_get` (others: the dispatcher)."""
@@ -74,8 +94,10 @@ class PlainCommands:
     _out: list[bytes]
     _out_size: int
     _dead: bool
+    _write_paused: bool
     session: Session | None
     flush_bytes: int
+    _max_get_key: int  # longest key the C helper may take (the parser's bulk limit), -1: none
 
     if TYPE_CHECKING:  # provided by Connection
 
@@ -94,6 +116,55 @@ class PlainCommands:
         else:
             self._get_later(session, key)
         return True
+
+    def _serve_get_runs(self, session: Session, data: bytes) -> int:
+        """Serve the plain GETs at the start of ``data`` in C; how many bytes they took.
+
+        The caller makes sure nothing else is pending: no command in flight
+        or waiting, the parser holding no partial request. Serves only where
+        :meth:`_plain_get` would serve at once (authenticated; ``local`` mode
+        or the read barrier satisfied), with the same replies and counters.
+        Whatever the helper does not take (another command, an incomplete
+        or unusual request) is left for the parser.
+        """
+        accel = _getrun
+        if accel is None or self._max_get_key < 0 or not session.authenticated:
+            return 0
+        state = self._state
+        if session.read_mode != "local" and not state.barrier.satisfied(session.ticket):
+            return 0
+        backend = state.backend
+        now = backend.clock_ms()
+        shards = backend.state_machine._store._shards
+        protocol = session.protocol
+        flush_bytes = self.flush_bytes
+        out = self._out
+        offset = served = hits = 0
+        while True:
+            used, reply, count, hit = accel.get_run(
+                data, offset, shards, now, protocol, self._max_get_key, GET_RUN_MAX, flush_bytes
+            )
+            if not count:
+                break
+            offset += used
+            served += count
+            hits += hit
+            out.append(reply)
+            self._out_size += len(reply)
+            if self._out_size >= flush_bytes:
+                self._flush()
+            elif count < GET_RUN_MAX:
+                break  # stopped at something else: the parser takes it
+            if self._write_paused:
+                break  # as the parser's path: nothing more until the transport drains
+        if served:
+            stats = state.stats
+            stats.commands_processed += served
+            stats.calls["get"] = stats.calls.get("get", 0) + served
+            stats.keyspace_hits += hits
+            stats.keyspace_misses += served - hits
+            session.last_command = "get"
+        return offset
 
     def _plain_set(self, session: Session, args: list[bytes]) -> bool:
         """Submit ``SET key value`` without the dispatcher's layers; whether it was.
