@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,10 @@ from hypothesis import strategies as st
 
 from crema.cache.commands import Set, SetCondition, set_unchecked
 from crema.cache.state_machine import CacheStateMachine
+from crema.errors import WriteRejectedError
 from crema.server import plain
 from crema.server.backend import LocalBackend
-from crema.server.connection import Connection, ParserLimits
+from crema.server.connection import MAX_PENDING_INPUT, Connection, ParserLimits
 from crema.server.resp import encode_command
 from crema.server.server import RespServer
 
@@ -112,13 +114,15 @@ def _run(
     satisfied: bool = False,
     limits: ParserLimits | None = None,
     flush_bytes: int | None = None,
+    settle: bool = True,
+    backend: Callable[[CacheStateMachine], LocalBackend] = FixedClockBackend,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Outcome:
     spy = Spy()
     monkeypatch.setattr(plain, "_getrun", spy if accelerated else None)
 
     async def main() -> Outcome:
-        server = RespServer(FixedClockBackend(_store()), read_mode=read_mode)
+        server = RespServer(backend(_store()), read_mode=read_mode)
         state = server.state
         if satisfied:
             monkeypatch.setattr(state.barrier, "satisfied", lambda ticket: True)
@@ -129,8 +133,11 @@ def _run(
         connection.connection_made(transport)  # type: ignore[arg-type]
         for chunk in chunks:
             connection.data_received(chunk)
-            for _ in range(5):  # let barrier rounds and callbacks run
-                await asyncio.sleep(0)
+            if settle:
+                for _ in range(5):  # let barrier rounds and callbacks run
+                    await asyncio.sleep(0)
+        for _ in range(5):
+            await asyncio.sleep(0)
         stats = state.stats
         session = connection.session
         assert session is not None
@@ -329,16 +336,85 @@ def test_not_before_authentication(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @needs_helper
-def test_linearizable_waits_for_the_barrier_unless_satisfied(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("hello", [b"", encode_command([b"HELLO", b"3"])])
+def test_linearizable_runs_wait_for_the_barrier_then_run_in_c(
+    hello: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    chunks = [get(b"k") * 4, get(b"nope") * 4]
+    chunks = [get(b"k") * 4, get(b"nope") * 4 + get(b"dead")]
+    if hello:
+        chunks.insert(0, hello)
     waiting = _both(chunks, monkeypatch, read_mode="linearizable")
-    assert waiting.served_in_c == 0  # each read's barrier round had not started yet
-    assert waiting.counters["read_wait"] != 0
+    # each run held until its barrier round completed (plus one look at its first GET)
+    assert waiting.served_in_c == 9 + 2
+    assert waiting.counters["read_wait"] == 2
     ready = _both(chunks, monkeypatch, read_mode="linearizable", satisfied=True)
-    assert ready.served_in_c == 8
+    assert ready.served_in_c == 9
+    assert ready.counters["read_wait"] == 0
     assert ready.written == waiting.written
+
+
+@needs_helper
+def test_bytes_arriving_while_a_run_waits_go_behind_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = (
+        get(b"k") * 3
+        + encode_command([b"SET", b"k", b"new"])
+        + get(b"k")
+        + encode_command([b"PING"])
+        + get(b"nope") * 2
+    )
+    chunks = [data[:30], data[30:31], data[31:90], data[90:]]
+    out = _both(chunks, monkeypatch, read_mode="linearizable", settle=False)
+    assert out.served_in_c == 3 + 1  # and one look at the first GET before holding the bytes
+    assert out.counters["read_wait"] == 1
+    assert out.written == b"$5\r\nvalue\r\n" * 3 + b"+OK\r\n$3\r\nnew\r\n+PONG\r\n$-1\r\n$-1\r\n"
+
+
+class FailingReads(FixedClockBackend):
+    """The first read barrier round fails (no quorum), later ones succeed."""
+
+    def __init__(self, sm: CacheStateMachine) -> None:
+        super().__init__(sm)
+        self.failures = 1
+
+    async def read_barrier(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise WriteRejectedError("no quorum for the test")
+
+
+@needs_helper
+def test_a_failed_barrier_fails_the_first_get_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = _both(
+        [get(b"k") * 3 + get(b"nope")],
+        monkeypatch,
+        read_mode="linearizable",
+        backend=FailingReads,
+    )
+    assert out.written.startswith(b"-")
+    assert out.written.endswith(b"$5\r\nvalue\r\n" * 2 + b"$-1\r\n")
+    assert out.counters["failed_calls"] == {"get": 1}
+    assert out.served_in_c == 1  # the look at the first GET: the rest waited again, parsed
+    assert out.counters["read_wait"] == 2
+
+
+@needs_helper
+def test_a_connection_lost_while_a_run_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = Spy()
+    monkeypatch.setattr(plain, "_getrun", spy)
+
+    async def main() -> tuple[bytes, int]:
+        server = RespServer(FixedClockBackend(_store()), read_mode="linearizable")
+        transport = Transport()
+        connection = Connection(server.state, ParserLimits(), lambda c: None)
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        connection.data_received(get(b"k") * 2)
+        connection.connection_lost(None)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return bytes(transport.written), server.state.stats.commands_processed
+
+    assert asyncio.run(main()) == (b"", 0)
+    assert spy.served == 1  # the look at the first GET before holding the bytes, no more
 
 
 @needs_helper
@@ -422,18 +498,46 @@ _request = st.one_of(
 
 
 @needs_helper
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     requests=st.lists(_request, min_size=1, max_size=30),
     cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=6),
     garbage=st.one_of(st.just(b""), st.binary(max_size=12)),
+    read_mode=st.sampled_from(["local", "linearizable"]),
+    settle=st.booleans(),
 )
 def test_random_streams_give_identical_replies(
-    requests: list[bytes], cuts: list[int], garbage: bytes
+    requests: list[bytes], cuts: list[int], garbage: bytes, read_mode: str, settle: bool
 ) -> None:
     data = b"".join(requests) + garbage
     points = sorted({c % (len(data) + 1) for c in cuts})
     chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
     chunks = [c for c in chunks if c]
     with pytest.MonkeyPatch.context() as monkeypatch:
-        _both(chunks, monkeypatch)
+        _both(chunks, monkeypatch, read_mode=read_mode, settle=settle)
+
+
+@needs_helper
+@pytest.mark.parametrize("accelerated", [False, True])
+def test_input_held_behind_a_waiting_run_is_bounded(
+    accelerated: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plain, "_getrun", REAL if accelerated else None)
+
+    async def main() -> tuple[bool, bool, bytes]:
+        server = RespServer(FixedClockBackend(_store()), read_mode="linearizable")
+        transport = Transport()
+        connection = Connection(server.state, ParserLimits(), lambda c: None)
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        connection.data_received(get(b"k"))
+        big = encode_command([b"SET", b"k", b"v" * MAX_PENDING_INPUT])
+        half = len(big) // 2
+        connection.data_received(big[:half])
+        before = transport.paused
+        connection.data_received(big[half:])
+        after = transport.paused
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return before, after, bytes(transport.written)
+
+    assert asyncio.run(main()) == (False, True, b"$5\r\nvalue\r\n+OK\r\n")

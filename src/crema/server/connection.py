@@ -120,6 +120,8 @@ class Connection(PlainCommands, asyncio.Protocol):
         self._parser = limits.parser()
         usable = limits.max_multibulk_len >= 2 and limits.max_bulk_len >= 3  # "*2", "$3 GET"
         self._max_get_key = limits.max_bulk_len if usable else -1
+        self._held_input: list[bytes] | None = None  # see PlainCommands._serve_get_runs
+        self._held_size = 0
         self._on_closed = on_closed
         self._transport: asyncio.Transport | None = None
         self.session: Session | None = None
@@ -164,8 +166,15 @@ class Connection(PlainCommands, asyncio.Protocol):
         session.ticket = self._state.barrier.ticket()  # a later ticket is always safe
         session.last_active = time.monotonic()
         parser = self._parser
+        if self._held_input is not None:  # behind a run of GETs waiting for its barrier
+            self._hold(data)
+            if self._held_size > MAX_PENDING_INPUT:
+                self._pause_reading()
+            return
         if not (self._stalled or self._slots or self._write_paused) and parser.idle:
             used = self._serve_get_runs(session, data)  # a run of plain GETs, in C
+            if used < 0:
+                return  # held until its read barrier completes
             if used:
                 data = data[used:]
         parser.feed(data)

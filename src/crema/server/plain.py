@@ -24,6 +24,7 @@ goes through the dispatcher.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import deque
 from functools import partial
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from crema.cache.commands import Set, SetCondition, set_unchecked
 from crema.cache.results import Result
+from crema.cache.store import Entry
 from crema.errors import CremaError, ProposalDroppedError
 from crema.server.commands.common import may_retry, result_reply
 from crema.server.commands.dispatch import error_reply
@@ -63,6 +65,7 @@ SET_NAMES = frozenset((b"SET", b"set", b"Set"))
 """Spellings of SET served by :meth:`PlainCommands._plain_set`."""
 
 _ALWAYS = SetCondition.ALWAYS
+_ALL: Final = sys.maxsize  # no bound on a run's count but the helper's own per call
 
 
 async def _retry_set(
@@ -95,6 +98,9 @@ class PlainCommands:
     _out_size: int
     _dead: bool
     _write_paused: bool
+    _stalled: bool
+    _held_input: list[bytes] | None  # bytes held back behind a run of GETs waiting to read
+    _held_size: int
     session: Session | None
     flush_bytes: int
     _max_get_key: int  # longest key the C helper may take (the parser's bulk limit), -1: none
@@ -106,6 +112,7 @@ class PlainCommands:
         def _complete(self, slot: Slot, reply: Reply) -> None: ...
         def _resume(self, slot: Slot, fut: asyncio.Future[Any]) -> None: ...
         def _flush(self) -> None: ...
+        def _serve(self, session: Session) -> None: ...
 
     def _plain_get(self, session: Session, key: bytes) -> bool:
         """Serve ``GET key`` inline if nothing is in flight; whether it was."""
@@ -121,28 +128,94 @@ class PlainCommands:
         """Serve the plain GETs at the start of ``data`` in C; how many bytes they took.
 
         The caller makes sure nothing else is pending: no command in flight
-        or waiting, the parser holding no partial request. Serves only where
-        :meth:`_plain_get` would serve at once (authenticated; ``local`` mode
-        or the read barrier satisfied), with the same replies and counters.
-        Whatever the helper does not take (another command, an incomplete
-        or unusual request) is left for the parser.
+        or waiting, no bytes held, the parser holding no partial request.
+        Serves only where :meth:`_plain_get` would serve at once
+        (authenticated; ``local`` mode or the read barrier satisfied), with
+        the same replies and counters. Whatever the helper does not take
+        (another command, an incomplete or unusual request) is left for the
+        parser. A linearizable GET whose barrier is not satisfied yet parks
+        as :meth:`_get_later` would, but with ``data`` held back unparsed
+        (returns -1; later bytes go behind it, see :meth:`_hold`), so that
+        the run can be served in C once the barrier completes.
         """
         accel = _getrun
         if accel is None or self._max_get_key < 0 or not session.authenticated:
             return 0
+        if session.read_mode == "local" or self._state.barrier.satisfied(session.ticket):
+            return self._c_gets(session, data, 0, _ALL)
+        used, _, count, _ = accel.get_run(
+            data, 0, self._shards(), 0, 2, self._max_get_key, 1, self.flush_bytes
+        )
+        if not count:
+            return 0  # not a plain GET first: the parser's path decides
+        slot = Slot(None, False)
+        self._slots.append(slot)
+        self._blocker = slot
+        self._stalled = True
+        self._held_input = [data]
+        self._held_size = len(data)
+        reader = partial(self._got_run_barrier, slot, used, time.perf_counter())
+        self._state.barrier.when_ready(session.ticket, reader)
+        return -1
+
+    def _hold(self, data: bytes) -> None:
+        """Keep ``data`` behind the bytes held for a run of GETs waiting for its barrier."""
+        assert self._held_input is not None
+        self._held_input.append(data)
+        self._held_size += len(data)
+
+    def _got_run_barrier(
+        self, slot: Slot, first: int, started: float, exc: BaseException | None
+    ) -> None:
+        """The barrier of a held run completed: serve it as :meth:`_got_barrier` would."""
+        if self._dead:
+            return
+        session = self.session
+        assert session is not None and self._held_input is not None
+        self._state.stats.read_wait.observe(time.perf_counter() - started)
+        held, self._held_input = self._held_input, None
+        self._held_size = 0
+        data = held[0] if len(held) == 1 else b"".join(held)
+        assert self._slots[0] is slot and len(self._slots) == 1
+        self._slots.clear()
+        self._blocker = None
+        if exc is None:
+            used = self._c_gets(session, data, 0, 1)  # the GET the barrier was for
+            if session.read_mode == "local" or self._state.barrier.satisfied(session.ticket):
+                used = self._c_gets(session, data, used, _ALL)
+        else:
+            self._count("get", True)
+            err = error_reply(exc) if isinstance(exc, CremaError) else ErrorReply("ERR", str(exc))
+            self._reply(session, err)
+            used = first
+        self._parser.feed(data[used:])
+        self._serve(session)
+
+    def _shards(self) -> list[dict[bytes, Entry]]:
+        """The store's shard dicts (replaced by a clear: fetched for each use)."""
+        return self._state.backend.state_machine._store._shards
+
+    def _c_gets(self, session: Session, data: bytes, offset: int, most: int) -> int:
+        """Serve up to ``most`` plain GETs from ``data[offset:]`` in C; the offset after them."""
+        accel = _getrun
+        assert accel is not None
         state = self._state
-        if session.read_mode != "local" and not state.barrier.satisfied(session.ticket):
-            return 0
-        backend = state.backend
-        now = backend.clock_ms()
-        shards = backend.state_machine._store._shards
+        now = state.backend.clock_ms()
+        shards = self._shards()
         protocol = session.protocol
         flush_bytes = self.flush_bytes
         out = self._out
-        offset = served = hits = 0
-        while True:
+        served = hits = 0
+        while served < most:
             used, reply, count, hit = accel.get_run(
-                data, offset, shards, now, protocol, self._max_get_key, GET_RUN_MAX, flush_bytes
+                data,
+                offset,
+                shards,
+                now,
+                protocol,
+                self._max_get_key,
+                min(GET_RUN_MAX, most - served),
+                flush_bytes,
             )
             if not count:
                 break
@@ -154,7 +227,7 @@ class PlainCommands:
             if self._out_size >= flush_bytes:
                 self._flush()
             elif count < GET_RUN_MAX:
-                break  # stopped at something else: the parser takes it
+                break  # stopped at something else (or at most): the parser takes it
             if self._write_paused:
                 break  # as the parser's path: nothing more until the transport drains
         if served:
