@@ -10,7 +10,10 @@ without looking the command up or running its coroutines:
 * better still, a run of such GETs at the start of the bytes just received
   (nothing else pending on the connection) is served by the optional C
   helper ``crema.server._getrun`` before the parser sees those bytes: same
-  replies and counters, without building a command list per request;
+  replies and counters, without building a command list per request. When
+  such a run must wait for its read barrier, the bytes are held back
+  unparsed (later bytes behind them) and served the same way once it
+  completes;
 * a linearizable GET parks on the read barrier (a callback, no future);
 * a SET is submitted to the backend and answered from its future's
   callback. If it is refused before it was proposed and the connection sent
