@@ -184,8 +184,10 @@ class PlainCommands:
         self._blocker = None
         if exc is None:
             used = self._c_gets(session, data, 0, 1)  # the GET the barrier was for
-            if session.read_mode == "local" or self._state.barrier.satisfied(session.ticket):
-                used = self._c_gets(session, data, used, _ALL)
+            if not self._write_paused and (
+                session.read_mode == "local" or self._state.barrier.satisfied(session.ticket)
+            ):
+                used = self._c_gets(session, data, used, _ALL)  # what _serve would run next
         else:
             self._count("get", True)
             err = error_reply(exc) if isinstance(exc, CremaError) else ErrorReply("ERR", str(exc))
