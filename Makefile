@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test check lint typecheck pytest bench clean
 
-$(STAMP): pyproject.toml setup.py src/crema/checkpoint/_mcrs.c src/crema/cache/_entries.c
+$(STAMP): pyproject.toml setup.py src/crema/checkpoint/_mcrs.c src/crema/cache/_entries.c \
+		src/crema/server/_getrun.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

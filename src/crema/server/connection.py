@@ -22,7 +22,9 @@ Rules:
 * A plain ``GET key`` with nothing in flight before it is served inline,
   without the dispatcher's layers (its counters are the same): at once in
   ``local`` mode or when its read barrier is already satisfied, else parked
-  on the barrier's future.
+  on the barrier's future. A run of them at the start of the bytes read,
+  with nothing else pending, is served by the optional C helper before the
+  parser sees those bytes (see :mod:`crema.server.plain`).
 * A non-write command that suspends (a linearizable read waiting for its
   barrier) blocks later commands until it is done.
 * Bounded: while commands wait, input beyond :data:`MAX_PENDING_INPUT` bytes
@@ -118,6 +120,10 @@ class Connection(PlainCommands, asyncio.Protocol):
         self._state = state
         self.flush_bytes = FLUSH_BYTES
         self._parser = limits.parser()
+        usable = limits.max_multibulk_len >= 2 and limits.max_bulk_len >= 3  # "*2", "$3 GET"
+        self._max_get_key = limits.max_bulk_len if usable else -1
+        self._held_input: list[bytes] | None = None  # see PlainCommands._serve_get_runs
+        self._held_size = 0
         self._on_closed = on_closed
         self._transport: asyncio.Transport | None = None
         self.session: Session | None = None
@@ -159,9 +165,21 @@ class Connection(PlainCommands, asyncio.Protocol):
         if self._closing or session is None:
             return
         self._state.stats.net_input_bytes += len(data)
-        self._parser.feed(data)
         session.ticket = self._state.barrier.ticket()  # a later ticket is always safe
         session.last_active = time.monotonic()
+        parser = self._parser
+        if self._held_input is not None:  # behind a run of GETs waiting for its barrier
+            self._hold(data)
+            if self._held_size > MAX_PENDING_INPUT:
+                self._pause_reading()
+            return
+        if not (self._stalled or self._slots or self._write_paused) and parser.idle:
+            used = self._serve_get_runs(session, data)  # a run of plain GETs, in C
+            if used < 0:
+                return  # held until its read barrier completes
+            if used:
+                data = data[used:]
+        parser.feed(data)
         if not self._stalled:
             self._serve(session)
         elif self._parser.buffered > MAX_PENDING_INPUT:

@@ -7,6 +7,13 @@ without looking the command up or running its coroutines:
 
 * a GET that may read now (``local`` mode, or its read barrier satisfied)
   is answered at once, together with every plain GET parsed right after it;
+* better still, a run of such GETs at the start of the bytes just received
+  (nothing else pending on the connection) is served by the optional C
+  helper ``crema.server._getrun`` before the parser sees those bytes: same
+  replies and counters, without building a command list per request. When
+  such a run must wait for its read barrier, the bytes are held back
+  unparsed (later bytes behind them) and served the same way once it
+  completes;
 * a linearizable GET parks on the read barrier (a callback, no future);
 * a SET is submitted to the backend and answered from its future's
   callback. If it is refused before it was proposed and the connection sent
@@ -20,13 +27,16 @@ goes through the dispatcher.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import deque
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final
 
 from crema.cache.commands import Set, SetCondition, set_unchecked
 from crema.cache.results import Result
+from crema.cache.store import Entry
 from crema.errors import CremaError, ProposalDroppedError
 from crema.server.commands.common import may_retry, result_reply
 from crema.server.commands.dispatch import error_reply
@@ -35,7 +45,22 @@ from crema.server.resp_reply import ErrorReply, Reply, encode_reply
 from crema.server.session import ServerState, Session
 from crema.server.slots import Slot
 
-__all__ = ["GET_NAMES", "SET_NAMES", "PlainCommands"]
+__all__ = ["GET_NAMES", "GET_RUN_MAX", "SET_NAMES", "PlainCommands", "accelerated"]
+
+_getrun: ModuleType | None
+try:  # runs of plain GETs served in C (src/crema/server/_getrun.c); same results without it
+    from crema.server import _getrun
+except ImportError:  # pragma: no cover - depends on the build
+    _getrun = None
+
+
+def accelerated() -> bool:
+    """Whether runs of plain GETs are served by the C helper."""
+    return _getrun is not None
+
+
+GET_RUN_MAX: Final = 1024
+"""Plain GETs served per call of the C helper at most (it holds the GIL meanwhile)."""
 
 GET_NAMES = frozenset((b"GET", b"get", b"Get"))
 """Spellings of GET served by :meth:`PlainCommands._plain_get` (others: the dispatcher)."""
@@ -43,6 +68,7 @@ SET_NAMES = frozenset((b"SET", b"set", b"Set"))
 """Spellings of SET served by :meth:`PlainCommands._plain_set`."""
 
 _ALWAYS = SetCondition.ALWAYS
+_ALL: Final = sys.maxsize  # no bound on a run's count but the helper's own per call
 
 
 async def _retry_set(
@@ -74,8 +100,13 @@ class PlainCommands:
     _out: list[bytes]
     _out_size: int
     _dead: bool
+    _write_paused: bool
+    _stalled: bool
+    _held_input: list[bytes] | None  # bytes held back behind a run of GETs waiting to read
+    _held_size: int
     session: Session | None
     flush_bytes: int
+    _max_get_key: int  # longest key the C helper may take (the parser's bulk limit), -1: none
 
     if TYPE_CHECKING:  # provided by Connection
 
@@ -84,6 +115,7 @@ class PlainCommands:
         def _complete(self, slot: Slot, reply: Reply) -> None: ...
         def _resume(self, slot: Slot, fut: asyncio.Future[Any]) -> None: ...
         def _flush(self) -> None: ...
+        def _serve(self, session: Session) -> None: ...
 
     def _plain_get(self, session: Session, key: bytes) -> bool:
         """Serve ``GET key`` inline if nothing is in flight; whether it was."""
@@ -94,6 +126,123 @@ class PlainCommands:
         else:
             self._get_later(session, key)
         return True
+
+    def _serve_get_runs(self, session: Session, data: bytes) -> int:
+        """Serve the plain GETs at the start of ``data`` in C; how many bytes they took.
+
+        The caller makes sure nothing else is pending: no command in flight
+        or waiting, no bytes held, the parser holding no partial request.
+        Serves only where :meth:`_plain_get` would serve at once
+        (authenticated; ``local`` mode or the read barrier satisfied), with
+        the same replies and counters. Whatever the helper does not take
+        (another command, an incomplete or unusual request) is left for the
+        parser. A linearizable GET whose barrier is not satisfied yet parks
+        as :meth:`_get_later` would, but with ``data`` held back unparsed
+        (returns -1; later bytes go behind it, see :meth:`_hold`), so that
+        the run can be served in C once the barrier completes.
+        """
+        accel = _getrun
+        if accel is None or self._max_get_key < 0 or not session.authenticated:
+            return 0
+        if session.read_mode == "local" or self._state.barrier.satisfied(session.ticket):
+            return self._c_gets(session, data, 0, _ALL)
+        used, _, count, _ = accel.get_run(
+            data, 0, self._shards(), 0, 2, self._max_get_key, 1, self.flush_bytes
+        )
+        if not count:
+            return 0  # not a plain GET first: the parser's path decides
+        slot = Slot(None, False)
+        self._slots.append(slot)
+        self._blocker = slot
+        self._stalled = True
+        self._held_input = [data]
+        self._held_size = len(data)
+        reader = partial(self._got_run_barrier, slot, used, time.perf_counter())
+        self._state.barrier.when_ready(session.ticket, reader)
+        return -1
+
+    def _hold(self, data: bytes) -> None:
+        """Keep ``data`` behind the bytes held for a run of GETs waiting for its barrier."""
+        assert self._held_input is not None
+        self._held_input.append(data)
+        self._held_size += len(data)
+
+    def _got_run_barrier(
+        self, slot: Slot, first: int, started: float, exc: BaseException | None
+    ) -> None:
+        """The barrier of a held run completed: serve it as :meth:`_got_barrier` would."""
+        if self._dead:
+            return
+        session = self.session
+        assert session is not None and self._held_input is not None
+        self._state.stats.read_wait.observe(time.perf_counter() - started)
+        held, self._held_input = self._held_input, None
+        self._held_size = 0
+        data = held[0] if len(held) == 1 else b"".join(held)
+        assert self._slots[0] is slot and len(self._slots) == 1
+        self._slots.clear()
+        self._blocker = None
+        if exc is None:
+            used = self._c_gets(session, data, 0, 1)  # the GET the barrier was for
+            if not self._write_paused and (
+                session.read_mode == "local" or self._state.barrier.satisfied(session.ticket)
+            ):
+                used = self._c_gets(session, data, used, _ALL)  # what _serve would run next
+        else:
+            self._count("get", True)
+            err = error_reply(exc) if isinstance(exc, CremaError) else ErrorReply("ERR", str(exc))
+            self._reply(session, err)
+            used = first
+        self._parser.feed(data[used:])
+        self._serve(session)
+
+    def _shards(self) -> list[dict[bytes, Entry]]:
+        """The store's shard dicts (replaced by a clear: fetched for each use)."""
+        return self._state.backend.state_machine._store._shards
+
+    def _c_gets(self, session: Session, data: bytes, offset: int, most: int) -> int:
+        """Serve up to ``most`` plain GETs from ``data[offset:]`` in C; the offset after them."""
+        accel = _getrun
+        assert accel is not None
+        state = self._state
+        now = state.backend.clock_ms()
+        shards = self._shards()
+        protocol = session.protocol
+        flush_bytes = self.flush_bytes
+        out = self._out
+        served = hits = 0
+        while served < most:
+            used, reply, count, hit = accel.get_run(
+                data,
+                offset,
+                shards,
+                now,
+                protocol,
+                self._max_get_key,
+                min(GET_RUN_MAX, most - served),
+                flush_bytes,
+            )
+            if not count:
+                break
+            offset += used
+            served += count
+            hits += hit
+            out.append(reply)
+            self._out_size += len(reply)
+            if self._out_size >= flush_bytes:
+                self._flush()
+            elif count < GET_RUN_MAX:
+                break  # stopped at something else (or at most): the parser takes it
+            if self._write_paused:
+                break  # as the parser's path: nothing more until the transport drains
+        if served:
+            stats = state.stats
+            stats.commands_processed += served
+            stats.calls["get"] = stats.calls.get("get", 0) + served
+            stats.keyspace_hits += hits
+            stats.keyspace_misses += served - hits
+            session.last_command = "get"
+        return offset
 
     def _plain_set(self, session: Session, args: list[bytes]) -> bool:
         """Submit ``SET key value`` without the dispatcher's layers; whether it was.

@@ -183,6 +183,16 @@ class RequestParser:
         return self._ready
 
     @property
+    def idle(self) -> bool:
+        """Whether the parser holds nothing: the next byte fed starts a new request."""
+        return (
+            self._pos >= len(self._buf)
+            and self._multibulk == 0
+            and not self._ready
+            and self._error is None
+        )
+
+    @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as commands."""
         held = sum(len(a) for a in self._args)
