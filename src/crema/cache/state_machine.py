@@ -54,7 +54,7 @@ from crema.cache.results import (
     Result,
     parse_int64,
 )
-from crema.cache.store import EntriesView, EntryLike, Store
+from crema.cache.store import EntriesView, Entry, EntryLike, Store
 
 DEFAULT_PURGE_LIMIT: Final = 20
 """Expired entries purged at most before each applied command."""
@@ -365,6 +365,15 @@ class CacheStateMachine:
     def check_invariants(self) -> None:
         """Verify the store's internal tables agree (for tests; O(n))."""
         self._store.check_invariants()
+
+    def live_shards(self) -> list[dict[bytes, Entry]]:
+        """The store's current shard dicts ``key -> (value, expiry_ms | None, seq)``.
+
+        For readers on the serving path (the C GET-run helper): read only, use
+        at once (a ``clear`` replaces the list, and a view may copy a shard).
+        Expired entries are included; the caller hides them by its clock.
+        """
+        return self._store._shards
 
     # ----------------------------------------------------- snapshot support
 

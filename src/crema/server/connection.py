@@ -22,9 +22,9 @@ Rules:
 * A plain ``GET key`` with nothing in flight before it is served inline,
   without the dispatcher's layers (its counters are the same): at once in
   ``local`` mode or when its read barrier is already satisfied, else parked
-  on the barrier's future. A run of them at the start of the bytes read,
-  with nothing else pending, is served by the optional C helper before the
-  parser sees those bytes (see :mod:`crema.server.plain`).
+  with a callback on the read barrier (no future, no task). A run of them
+  at the start of the bytes read, with nothing else pending, is served by
+  the optional C helper before the parser sees those bytes (see :mod:`crema.server.plain`).
 * A non-write command that suspends (a linearizable read waiting for its
   barrier) blocks later commands until it is done.
 * Bounded: while commands wait, input beyond :data:`MAX_PENDING_INPUT` bytes

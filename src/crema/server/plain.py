@@ -198,7 +198,7 @@ class PlainCommands:
 
     def _shards(self) -> list[dict[bytes, Entry]]:
         """The store's shard dicts (replaced by a clear: fetched for each use)."""
-        return self._state.backend.state_machine._store._shards
+        return self._state.backend.state_machine.live_shards()
 
     def _c_gets(self, session: Session, data: bytes, offset: int, most: int) -> int:
         """Serve up to ``most`` plain GETs from ``data[offset:]`` in C; the offset after them."""
