@@ -202,7 +202,7 @@ def test_pure_path_fixture_switches_entry_builder(store_path: str) -> None:
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of 4 seqs, so that a few writes cross many block boundaries."""
-    monkeypatch.setattr(store_module, "_BLOCK_BITS", 2)
+    monkeypatch.setattr(store_module, "_SEG_BITS", 2)
 
 
 block_ops = st.lists(
