@@ -37,9 +37,9 @@ def seg_bits(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
 def _bounded(store: Store) -> None:
     """The index size follows the live count, never the number of writes."""
-    segments, slots = store.index_size()
-    live = store.index_live()
-    assert segments <= 2 * live // store._seg_min + 1
+    segments, slots = store._order.size()
+    live = store._order.live_frozen()
+    assert segments <= 2 * live // store._order.seg_min + 1
     assert slots <= 4 * live
     assert live <= len(store)
 
@@ -160,10 +160,10 @@ def test_index_stays_bounded_over_a_thousand_times_the_key_count(seg_bits: int) 
             store.delete(key)
         if step % 1000 == 0:
             _bounded(store)
-            most_segments = max(most_segments, store.index_size()[0])
+            most_segments = max(most_segments, store._order.size()[0])
     store.check_invariants()
     # Segments come and go (merges and rebuilds), but never pile up.
-    assert 2 <= most_segments <= 2 * 200 // store._seg_min + 1
+    assert 2 <= most_segments <= 2 * 200 // store._order.seg_min + 1
     assert store._next_seq == written + 1  # no renumbering: one seq per write
 
 
@@ -184,7 +184,7 @@ def test_scan_steps_over_sparse_segments_follow_the_live_count(seg_bits: int) ->
         seen, steps = _full_scan(store, count)
         assert seen == store.keys(NOW)
         # Frozen seq lists hold at most 4x the live seqs; the tail spans one segment.
-        bound = (len(store) + 4 * len(store) // 10 + store._seg // 10) // count + 3
+        bound = (len(store) + 4 * len(store) // 10 + store._order.seg // 10) // count + 3
         assert steps <= bound
 
 
@@ -238,8 +238,8 @@ def test_replicas_agree_on_index_scan_and_bodies(
             reference.pop(key, None)
         if rng.random() < 0.01:
             views.append(one.view(step, 1, 0))  # copy-on-write in one replica only
-    assert one._starts == two._starts and one._seqs == two._seqs
-    assert one._tail_start == two._tail_start
+    assert one._order.starts == two._order.starts and one._order.seqs == two._order.seqs
+    assert one._order.tail_start == two._order.tail_start
     for cursor in range(one._next_seq + 1):
         assert one.scan(cursor, NOW, count=2) == two.scan(cursor, NOW, count=2)
     body = [(k, v, e) for k, (v, e) in reference.items()]

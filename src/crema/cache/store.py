@@ -8,26 +8,12 @@ Rules (see ``docs/state-machine.md``):
   sequence, never on reads, so it is the same on every replica; snapshot
   iteration, ``KEYS`` and capacity eviction (least recently written first)
   all follow it.
-- The write-order index maps ``seq -> key``. Seqs are never renumbered, so
-  it gives ``SCAN`` a stable integer cursor (the last ``seq`` visited): a
-  key present for a whole scan is never skipped, because rewriting it only
-  moves it *later*. The index is a list of segments, each a dict over a
-  range of seqs, iterating in ascending seq, so that no single dict grows
-  with the key space (resizing a million-entry dict stalls a write for tens
-  of ms). Appends go to the *tail* (``_tail``), which spans :data:`SEGMENT`
-  consecutive seqs; then it is *frozen* and a new tail starts. A frozen
-  segment only loses seqs; it keeps a sorted list of its seqs (``_seqs``,
-  a superset: gone seqs are skipped lazily) so that ``SCAN`` and eviction
-  walk its live items, not every seq of a range that may be mostly empty.
-  Memory follows the live count, not the number of writes: when two
-  adjacent frozen segments hold fewer than ``SEGMENT // 4`` seqs together
-  they merge (a merge keeps every seq: order and cursors are unaffected),
-  and a segment whose live seqs fall below a quarter of what it was built
-  for is rebuilt smaller. So there are at most ``2 * n / (SEGMENT // 4) + 1``
-  frozen segments for ``n`` entries, every piece of work is bounded by one
-  segment (about a millisecond), and all of it amortises to O(1) per write.
-  Every decision depends only on the applied commands, so the segments, and
-  ``SCAN`` results for a cursor, are the same on every replica.
+- The write-order index (:class:`~crema.cache.order.WriteOrder`) maps
+  ``seq -> key`` in segments that merge and shrink as seqs go, so its size
+  follows the live count and no write does more than a few segments' work.
+  Seqs are never renumbered, so it gives ``SCAN`` a stable integer cursor
+  (the last ``seq`` visited): a key present for a whole scan is never
+  skipped, because rewriting it only moves it *later*.
 - Expiry is absolute. An entry is live while ``now_ms < expiry_ms``. The heap
   ``_heap`` holds ``(expiry_ms, key)`` and is lazily cleaned: an item is valid
   only while the entry still has that exact expiry.
@@ -54,13 +40,13 @@ from __future__ import annotations
 import gc
 import heapq
 import sys
-from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator
-from itertools import chain, islice
+from collections.abc import Callable, Iterable
+from itertools import islice
 from types import ModuleType
 from typing import Final, cast
 
 from crema.cache.glob import compile_pattern
+from crema.cache.order import WriteOrder
 from crema.cache.view import EntriesView, Entry, EntryLike
 from crema.errors import SnapshotError
 
@@ -116,15 +102,8 @@ class Store:
         self._shards: list[dict[bytes, Entry]] = [{} for _ in range(SHARDS)]
         self._count = 0
         self._bytes = 0  # keys plus values stored, kept as entries come and go
-        self._seg = 1 << _SEG_BITS  # read once: tests shrink the segments
-        self._seg_min = max(2, self._seg // 4)
-        # The write-order index: frozen segments (ascending, disjoint) and the tail.
-        self._starts: list[int] = []  # first seq of each frozen segment's range
-        self._segs: list[dict[int, bytes]] = []  # seq -> key, iterating in ascending seq
-        self._seqs: list[list[int]] = []  # ascending; a superset of the segment's seqs
-        self._tail: dict[int, bytes] = {}  # seqs in [_tail_start, _tail_end)
-        self._tail_start = 0
-        self._tail_end = self._seg
+        self._bits = _SEG_BITS  # read once: tests shrink the segments
+        self._order = WriteOrder(self._bits, 0, _seq_list)
         self._heap: list[tuple[int, bytes]] = _untracked_list([])
         self._next_seq = 1
         self._low_seq = 1  # no live entry has a smaller seq
@@ -139,84 +118,6 @@ class Store:
 
     def _entry(self, key: bytes) -> Entry:
         return self._shards[hash(key) & _MASK][key]
-
-    def _order_get(self, seq: int) -> bytes | None:
-        if seq >= self._tail_start:
-            return self._tail.get(seq)
-        i = bisect_right(self._starts, seq) - 1
-        return None if i < 0 else self._segs[i].get(seq)
-
-    def _order_remove(self, seq: int) -> None:
-        """Drop ``seq`` from the index, then keep the segments dense (amortised O(1))."""
-        if seq >= self._tail_start:
-            del self._tail[seq]
-            return
-        i = bisect_right(self._starts, seq) - 1
-        seg = self._segs[i]
-        del seg[seq]
-        n = len(seg)
-        if n < self._seg_min or 4 * n < len(self._seqs[i]):
-            self._tidy(i)
-
-    def _tidy(self, i: int) -> None:
-        """Merge frozen segment ``i`` into a neighbour when the pair is small, else compact it.
-
-        Keeps two invariants that bound the index by the live count: any two
-        adjacent frozen segments hold at least ``_seg_min`` seqs together, and
-        a segment's dict and seq list were built for at most 4x its live seqs.
-        Neither changes a seq, so write order and SCAN cursors are unaffected.
-        """
-        segs = self._segs
-        for j in (i - 1, i):
-            if j >= 0 and j + 1 < len(segs) and len(segs[j]) + len(segs[j + 1]) < self._seg_min:
-                self._merge(j)
-                return
-        if 4 * len(segs[i]) < len(self._seqs[i]):
-            if not segs[i]:
-                del self._starts[i], segs[i], self._seqs[i]
-                return
-            segs[i] = dict(segs[i])  # a copy is sized for the live items only
-            self._seqs[i] = _seq_list(segs[i])
-
-    def _merge(self, j: int) -> None:
-        """Join frozen segments ``j`` and ``j + 1`` (fewer than ``_seg_min`` seqs)."""
-        merged = dict(self._segs[j])
-        merged.update(self._segs[j + 1])  # all larger seqs: the dict stays ascending
-        self._segs[j] = merged
-        self._seqs[j] = _seq_list(merged)
-        del self._starts[j + 1], self._segs[j + 1], self._seqs[j + 1]
-
-    def _freeze_tail(self, seq: int) -> None:
-        """Start a new tail at ``seq``; the old one becomes the last frozen segment."""
-        tail = self._tail
-        if tail:
-            if 2 * len(tail) < self._tail_end - self._tail_start:
-                tail = dict(tail)  # many seqs are gone: the copy is smaller
-            self._starts.append(self._tail_start)
-            self._segs.append(tail)
-            self._seqs.append(_seq_list(tail))
-            last = len(self._segs) - 1
-            if last and len(self._segs[last - 1]) + len(tail) < self._seg_min:
-                self._merge(last - 1)
-        self._tail = {}
-        self._tail_start = seq
-        self._tail_end = seq + self._seg
-
-    def _order_keys(self) -> Iterator[bytes]:
-        return chain(chain.from_iterable(seg.values() for seg in self._segs), self._tail.values())
-
-    def _adopt_blocks(self, blocks: dict[int, dict[int, bytes]], bits: int) -> None:
-        """Use restored blocks (block number -> seq -> key, ascending) as the index."""
-        numbers = sorted(blocks)
-        if not numbers:
-            return
-        for n in numbers[:-1]:
-            self._starts.append(n << bits)
-            self._segs.append(blocks[n])
-            self._seqs.append(_seq_list(blocks[n]))
-        self._tail = blocks[numbers[-1]]
-        self._tail_start = numbers[-1] << bits
-        self._tail_end = self._tail_start + (1 << bits)
 
     # ----------------------------------------------------------------- reads
 
@@ -243,7 +144,7 @@ class Store:
         matches = _matcher(pattern)
         shards = self._shards
         out: list[bytes] = []
-        for key in self._order_keys():
+        for key in self._order.in_order():
             expiry = shards[hash(key) & _MASK][key][1]
             if (expiry is None or expiry > now_ms) and matches(key):
                 out.append(key)
@@ -257,44 +158,19 @@ class Store:
             raise ValueError(f"count must be >= 1, got {count}")
         matches = _matcher(pattern)
         shards, budget = self._shards, 10 * count
-        examined = slots = 0
+        examined = 0
         out: list[bytes] = []
         last = cursor  # the last seq visited
-        segs, seqs = self._segs, self._seqs
-        i = max(bisect_right(self._starts, cursor + 1) - 1, 0)
-        while i < len(segs) and examined < count and slots < budget:
-            # A frozen segment: walk its seq list, not every seq of its range.
-            seg, order = segs[i], seqs[i]
-            pos = first = bisect_left(order, last + 1)
-            stop = min(len(order), pos + budget - slots)
-            while pos < stop and examined < count:
-                key = seg.get(order[pos])
-                pos += 1
-                if key is not None:
-                    examined += 1
-                    expiry = shards[hash(key) & _MASK][key][1]
-                    if (expiry is None or expiry > now_ms) and matches(key):
-                        out.append(key)
-            slots += pos - first
-            if pos > first:
-                last = order[pos - 1]
-            if pos < len(order):
+        for slots, (seq, key) in enumerate(self._order.walk(cursor, self._next_seq)):
+            if examined >= count or slots >= budget:
                 return last, out
-            i += 1
-        if i < len(segs):
-            return last, out
-        tail, end = self._tail, self._next_seq
-        seq = max(last + 1, self._tail_start)
-        while seq < end and examined < count and slots < budget:  # the tail: probe each seq
-            slots += 1
-            key = tail.get(seq)
+            last = seq
             if key is not None:
                 examined += 1
                 expiry = shards[hash(key) & _MASK][key][1]
                 if (expiry is None or expiry > now_ms) and matches(key):
                     out.append(key)
-            seq += 1
-        return (0 if seq >= end else seq - 1), out
+        return 0, out
 
     def view(self, index: int, term: int, clock_ms: int) -> EntriesView:
         """A consistent, immutable :class:`EntriesView` of the current contents."""
@@ -308,24 +184,24 @@ class Store:
         The caller handles an expiry at or before ``now_ms`` (by deleting
         instead); ``now_ms`` is used only to purge before a capacity eviction.
         """
-        shard = self._own(key)
+        shard, order = self._own(key), self._order
         old = shard.pop(key, None)  # re-inserted below: the shard stays in write order
         if old is None:
             self._count += 1
             self._bytes += len(key) + len(value)
         else:
             old_seq = old[2]
-            if old_seq >= self._tail_start:
-                del self._tail[old_seq]
+            if old_seq >= order.tail_start:
+                del order.tail[old_seq]
             else:
-                self._order_remove(old_seq)
+                order.remove(old_seq)
             self._bytes += len(value) - len(old[0])
         seq = self._next_seq
         self._next_seq = seq + 1
         shard[key] = _new_entry(value, expiry_ms, seq)
-        if seq >= self._tail_end:
-            self._freeze_tail(seq)
-        self._tail[seq] = key
+        if seq >= order.tail_end:
+            order.freeze_tail(seq)
+        order.tail[seq] = key
         if expiry_ms is not None and (old is None or old[1] != expiry_ms):
             heapq.heappush(self._heap, (expiry_ms, key))
             if len(self._heap) > 2 * self._count + _SLACK:
@@ -338,7 +214,7 @@ class Store:
         if key not in self._shards[hash(key) & _MASK]:
             return False
         entry = self._own(key).pop(key)
-        self._order_remove(entry[2])
+        self._order.remove(entry[2])
         self._count -= 1
         self._bytes -= len(key) + len(entry[0])
         return True
@@ -348,10 +224,7 @@ class Store:
         self._shards = [{} for _ in range(SHARDS)]
         self._count = 0
         self._bytes = 0
-        self._starts, self._segs, self._seqs = [], [], []
-        self._tail = {}
-        self._tail_start = self._next_seq
-        self._tail_end = self._next_seq + self._seg
+        self._order = WriteOrder(self._bits, self._next_seq, _seq_list)
         self._heap = _untracked_list([])
         self._low_seq = self._next_seq
 
@@ -376,24 +249,11 @@ class Store:
         # take room. Amortised: each heap item is popped once.
         self.purge_expired(now_ms, None)
         while self.capacity is not None and self._count > self.capacity:
-            seq = self._oldest_seq()
+            seq = self._order.oldest(self._low_seq)
             self._low_seq = seq + 1
-            key = self._order_get(seq)
+            key = self._order.get(seq)
             assert key is not None
             self.delete(key)
-
-    def _oldest_seq(self) -> int:
-        """The smallest live seq (the store is not empty); amortised O(1) as eviction goes."""
-        if self._segs:
-            seg, order = self._segs[0], self._seqs[0]
-            pos = bisect_left(order, self._low_seq)
-            while order[pos] not in seg:  # a seq gone since the list was built
-                pos += 1
-            return order[pos]
-        seq, tail = max(self._low_seq, self._tail_start), self._tail
-        while seq not in tail:
-            seq += 1
-        return seq
 
     def _rebuild_heap(self) -> None:
         self._heap = _untracked_list(
@@ -408,8 +268,7 @@ class Store:
             AssertionError: an invariant is broken.
         """
         by_key = {k: e for shard in self._shards for k, e in shard.items()}
-        self._check_index()
-        order = [(seq, key) for seg in [*self._segs, self._tail] for seq, key in seg.items()]
+        order = self._order.check()
         assert len(by_key) == self._count == len(order)
         assert self._bytes == sum(len(k) + len(e[0]) for k, e in by_key.items())
         for i, shard in enumerate(self._shards):
@@ -419,41 +278,15 @@ class Store:
         seqs = [seq for seq, _ in order]
         assert seqs == sorted(seqs)
         assert all(self._low_seq <= seq < self._next_seq for seq in seqs)
-        assert all(self._order_get(seq) == key for seq, key in order)
+        if _accel is not None:  # int-only tables: a full GC pass need not walk them
+            index = self._order
+            assert not any(map(gc.is_tracked, [*index.segs, *index.seqs, index.tail]))
         assert all(by_key[key][2] == seq for seq, key in order)
         assert not self._heap or not _accel or not gc.is_tracked(self._heap)
         pending = set(self._heap)
         assert all((e[1], k) in pending for k, e in by_key.items() if e[1] is not None)
         if self.capacity is not None:
             assert self._count <= self.capacity
-
-    def _check_index(self) -> None:
-        """The write-order index's own invariants, including its size bound."""
-        starts, segs, seqs = self._starts, self._segs, self._seqs
-        assert len(starts) == len(segs) == len(seqs) and starts == sorted(starts)
-        bounds = [*starts, self._tail_start]
-        for i, (seg, order) in enumerate(zip(segs, seqs, strict=True)):
-            assert seg and order == sorted(order) and set(seg) <= set(order)
-            assert all(bounds[i] <= seq < bounds[i + 1] for seq in order)
-            assert len(order) <= 4 * len(seg)
-            if i:
-                assert len(segs[i - 1]) + len(seg) >= self._seg_min
-        assert len(segs) <= 2 * self.index_live() // self._seg_min + 1
-        assert all(self._tail_start <= seq < self._tail_end for seq in self._tail)
-        assert self._tail_end - self._tail_start == self._seg
-        if _accel is not None:  # int-only tables: a full GC pass need not walk them
-            assert not any(map(gc.is_tracked, [*segs, *seqs, self._tail]))
-
-    def index_live(self) -> int:
-        """Entries held by the frozen segments of the write-order index (for tests)."""
-        return sum(map(len, self._segs))
-
-    def index_size(self) -> tuple[int, int]:
-        """``(frozen segments, seq list slots)`` of the write-order index (for tests).
-
-        Both are bounded by the live entry count, never by the number of writes.
-        """
-        return len(self._segs), sum(map(len, self._seqs))
 
     # --------------------------------------------------------------- restore
 
@@ -472,18 +305,18 @@ class Store:
         seq = nbytes = 0
         rest: Iterable[EntryLike] = entries
         blocks: dict[int, dict[int, bytes]] = {}  # seq >> bits -> seq -> key
-        bits = store._seg.bit_length() - 1
+        bits = store._bits
         if _accel is not None and type(entries) is list and entries:
             seq, nbytes, rest = store._fill_accelerated(entries, blocks, bits)
         seq, nbytes = store._fill(rest, seq, nbytes, blocks, bits)
-        store._adopt_blocks(blocks, bits)
+        store._order = WriteOrder.from_blocks(blocks, bits, _seq_list)
         store._count = seq
         store._bytes = nbytes
         store._next_seq = seq + 1
         if capacity is not None and seq > capacity:
             # Evict oldest-written without purging: restore keeps exact state.
             for old_seq in range(1, seq - capacity + 1):
-                key = store._order_get(old_seq)
+                key = store._order.get(old_seq)
                 assert key is not None
                 store.delete(key)
             store._low_seq = seq - capacity + 1
