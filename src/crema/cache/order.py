@@ -138,7 +138,14 @@ class WriteOrder:
         seg = self.segs[i]
         del seg[seq]
         n = len(seg)
-        if n < self.seg_min or 4 * n < len(self.seqs[i]):
+        if n < self.seg_min:  # a merge is due if a neighbour is small too
+            segs = self.segs
+            if (i and n + len(segs[i - 1]) < self.seg_min) or (
+                i + 1 < len(segs) and n + len(segs[i + 1]) < self.seg_min
+            ):
+                self._tidy(i)
+                return
+        if 4 * n < len(self.seqs[i]):
             self._tidy(i)
 
     def freeze_tail(self, seq: int) -> None:
