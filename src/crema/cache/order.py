@@ -49,6 +49,7 @@ class WriteOrder:
     """
 
     __slots__ = (
+        "_head",
         "seg",
         "seg_min",
         "segs",
@@ -70,6 +71,7 @@ class WriteOrder:
         self.tail: dict[int, bytes] = {}  # seqs in [tail_start, tail_end)
         self.tail_start = start
         self.tail_end = start + self.seg
+        self._head: tuple[list[int], int] = ([], 0)  # a seq list and a position in it
 
     @classmethod
     def from_blocks(
@@ -113,21 +115,26 @@ class WriteOrder:
         for seq in range(max(after + 1, self.tail_start), end):
             yield seq, tail.get(seq)
 
-    def oldest(self, low: int) -> int:
-        """The smallest live seq, given that none is below ``low`` (the index is not empty).
+    def oldest(self, low: int) -> tuple[int, bytes]:
+        """The smallest live seq and its key, given that no live seq is below ``low``.
 
-        Amortised O(1) when ``low`` only grows (eviction): each gone seq is passed once.
+        The index must not be empty. Amortised O(1) when ``low`` only grows
+        (eviction): each gone seq is passed once, and the position reached in
+        the first segment's seq list is kept for the next call.
         """
         if self.segs:
             seg, order = self.segs[0], self.seqs[0]
-            pos = bisect_left(order, low)
-            while order[pos] not in seg:  # a seq gone since the list was built
+            pos = self._head[1] if self._head[0] is order else bisect_left(order, low)
+            key = seg.get(order[pos])
+            while key is None:  # a seq gone since the list was built
                 pos += 1
-            return order[pos]
+                key = seg.get(order[pos])
+            self._head = (order, pos)
+            return order[pos], key
         seq, tail = max(low, self.tail_start), self.tail
         while seq not in tail:
             seq += 1
-        return seq
+        return seq, tail[seq]
 
     def remove(self, seq: int) -> None:
         """Drop ``seq``, then keep the frozen segments dense (amortised O(1))."""

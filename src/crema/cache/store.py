@@ -249,10 +249,8 @@ class Store:
         # take room. Amortised: each heap item is popped once.
         self.purge_expired(now_ms, None)
         while self.capacity is not None and self._count > self.capacity:
-            seq = self._order.oldest(self._low_seq)
+            seq, key = self._order.oldest(self._low_seq)
             self._low_seq = seq + 1
-            key = self._order.get(seq)
-            assert key is not None
             self.delete(key)
 
     def _rebuild_heap(self) -> None:
