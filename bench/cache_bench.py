@@ -8,9 +8,13 @@ Measures, single-threaded:
   and without TTLs and a capacity bound, against bare ``dict`` assignment;
 - the cost of ``entries_view()`` (the stall a snapshot causes on the apply
   loop), the slowest apply just after it (copy-on-write of one shard), and
-  iterating the view, against ``dict.copy()`` of a same-sized dict.
+  iterating the view, against ``dict.copy()`` of a same-sized dict;
+- the slowest single write of a long rewrite run (a hot tenth of the keys
+  rewritten many times while the rest stay put, so write sequence numbers
+  grow sparse), against the median write of the same run.
 
-Usage: ``python bench/cache_bench.py [--n 200000] [--view-n 1000000]``
+Usage: ``python bench/cache_bench.py [--n 200000] [--view-n 1000000]
+[--rewrite-n 1000000] [--rewrites 5000000] [--only rewrite]``
 """
 
 from __future__ import annotations
@@ -166,17 +170,72 @@ def bench_view(n: int) -> None:
     print(f"{'iterating the view (off the loop)':<44} {iter_t * 1e3:10.1f} ms")
 
 
+def bench_rewrite(n: int, writes: int) -> None:
+    print(f"-- rewrite run ({n:,} entries, then {writes:,} SETs of the hottest {n // 10:,})")
+    sm = CacheStateMachine()
+    value = b"v" * 100
+    for i in range(n):
+        sm.apply(i + 1, 1, Set(b"key:%012d" % i, value, NOW))
+    hot = [Set(b"key:%012d" % (i * 7 % n), value, NOW) for i in range(n // 10)]
+    times = [0.0] * writes
+    apply, clock, cpu_clock, index = sm.apply, time.perf_counter, time.thread_time, sm.applied_index
+    most_cpu = 0.0  # CPU time is not inflated by other processes on a shared machine
+    gc.collect()
+    gc.disable()
+    try:
+        cpu = time.process_time()
+        for w in range(writes):
+            start, start_cpu = clock(), cpu_clock()
+            apply(index + 1 + w, 1, hot[w % len(hot)])
+            times[w] = clock() - start
+            most_cpu = max(most_cpu, cpu_clock() - start_cpu)
+        cpu = time.process_time() - cpu
+    finally:
+        gc.enable()
+    times.sort()
+    slow = sum(1 for t in times if t > 0.010)
+    print(f"{'CPU per write, timers included':<44} {cpu / writes * 1e6:10.2f} us")
+    print(f"{'median write':<44} {times[writes // 2] * 1e6:10.2f} us")
+    print(f"{'99.99th percentile write':<44} {times[writes * 9999 // 10000] * 1e3:10.3f} ms")
+    print(f"{'slowest write (wall clock)':<44} {times[-1] * 1e3:10.3f} ms")
+    print(f"{'slowest write (thread CPU time)':<44} {most_cpu * 1e3:10.3f} ms")
+    print(f"{'writes slower than 10 ms (wall clock)':<44} {slow:10d}")
+    _full_scan(sm, count=10)
+
+
+def _full_scan(sm: CacheStateMachine, count: int) -> None:
+    """A whole SCAN over the store as the rewrite run left it (sparse seqs)."""
+    cursor, steps, keys, most = 0, 0, 0, 0.0
+    cpu = time.process_time()
+    while True:
+        start = time.thread_time()
+        cursor, page = sm.scan(cursor, NOW, count=count)
+        most = max(most, time.thread_time() - start)
+        steps, keys = steps + 1, keys + len(page)
+        if cursor == 0:
+            break
+    cpu = time.process_time() - cpu
+    print(f"{f'full SCAN, COUNT {count}: steps for {keys:,} keys':<44} {steps:10,d}")
+    print(f"{'full SCAN: CPU per step':<44} {cpu / steps * 1e6:10.2f} us")
+    print(f"{'full SCAN: slowest step (thread CPU time)':<44} {most * 1e3:10.3f} ms")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=200_000, help="commands per run")
     parser.add_argument("--view-n", type=int, default=1_000_000, help="entries for the view")
+    parser.add_argument("--rewrite-n", type=int, default=1_000_000, help="entries, rewrite run")
+    parser.add_argument("--rewrites", type=int, default=5_000_000, help="writes, rewrite run")
+    parser.add_argument("--only", choices=["rewrite"], help="run only this benchmark")
     args = parser.parse_args(argv)
     print(f"python {platform.python_version()} on {platform.machine()}, msgpack {msgpack.version}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    bench_codec(args.n)
-    bench_apply(args.n)
-    bench_view(args.view_n)
+    if args.only is None:
+        bench_codec(args.n)
+        bench_apply(args.n)
+        bench_view(args.view_n)
+    bench_rewrite(args.rewrite_n, args.rewrites)
     return 0
 
 

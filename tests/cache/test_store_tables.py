@@ -65,7 +65,7 @@ def test_tables_stay_in_write_order(ops: list[tuple[str, int, bytes]]) -> None:
         assert list(view) == expected
 
 
-def test_renumbering_keeps_tables_in_write_order() -> None:
+def test_many_rewrites_keep_tables_in_write_order() -> None:
     store = Store()
     for n in range(3000):
         store.write(b"k%d" % (n % 7), b"v%d" % n, None, NOW)  # many seqs, few keys
@@ -201,8 +201,8 @@ def test_pure_path_fixture_switches_entry_builder(store_path: str) -> None:
 
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Blocks of 4 seqs, so that a few writes cross many block boundaries."""
-    monkeypatch.setattr(store_module, "_BLOCK_BITS", 2)
+    """Segments of 4 seqs, so that a few writes freeze, merge and rebuild many of them."""
+    monkeypatch.setattr(store_module, "_SEG_BITS", 2)
 
 
 block_ops = st.lists(
@@ -246,10 +246,10 @@ def test_blocks_keep_write_order_like_a_list(
 
 
 @pytest.mark.usefixtures("small_blocks")
-def test_blocks_survive_renumbering_and_restore() -> None:
+def test_blocks_survive_many_rewrites_and_restore() -> None:
     store = Store()
     for n in range(2000):
-        store.write(b"k%d" % (n % 5), b"v%d" % n, None, NOW)  # renumbers now and then
+        store.write(b"k%d" % (n % 5), b"v%d" % n, None, NOW)  # merges and rebuilds segments
     store.check_invariants()
     assert store.keys(NOW) == [b"k%d" % (n % 5) for n in range(1995, 2000)]
     entries = [SnapshotEntry(b"r%d" % n, b"v", None) for n in range(30)]

@@ -8,15 +8,12 @@ Rules (see ``docs/state-machine.md``):
   sequence, never on reads, so it is the same on every replica; snapshot
   iteration, ``KEYS`` and capacity eviction (least recently written first)
   all follow it.
-- The write-order index maps ``seq -> key`` and is only ever appended to
-  with growing ``seq``, so its order is write order. It also gives ``SCAN``
-  a stable cursor (the last ``seq`` visited): a key present for a whole scan
-  is never skipped, because rewriting it only moves it *later*. It is split
-  into blocks of :data:`BLOCK` consecutive seqs (``_blocks``: block number
-  -> dict), so that no single dict grows with the key space: resizing a
-  million-entry dict stalls a write for tens of ms, a block costs well
-  under one. Blocks are created in ascending order and dropped when empty
-  (except the newest, ``_tail``, which takes the appends).
+- The write-order index (:class:`~crema.cache.order.WriteOrder`) maps
+  ``seq -> key`` in segments that merge and shrink as seqs go, so its size
+  follows the live count and no write does more than a few segments' work.
+  Seqs are never renumbered, so it gives ``SCAN`` a stable integer cursor
+  (the last ``seq`` visited): a key present for a whole scan is never
+  skipped, because rewriting it only moves it *later*.
 - Expiry is absolute. An entry is live while ``now_ms < expiry_ms``. The heap
   ``_heap`` holds ``(expiry_ms, key)`` and is lazily cleaned: an item is valid
   only while the entry still has that exact expiry.
@@ -43,16 +40,17 @@ from __future__ import annotations
 import gc
 import heapq
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from itertools import chain, islice
+from collections.abc import Callable, Iterable
+from itertools import islice
 from types import ModuleType
-from typing import Final
+from typing import Final, cast
 
 from crema.cache.glob import compile_pattern
+from crema.cache.order import WriteOrder
 from crema.cache.view import EntriesView, Entry, EntryLike
 from crema.errors import SnapshotError
 
-__all__ = ["BLOCK", "SHARDS", "EntriesView", "Entry", "EntryLike", "Store", "accelerated"]
+__all__ = ["SEGMENT", "SHARDS", "EntriesView", "Entry", "EntryLike", "Store", "accelerated"]
 
 SHARDS: Final = 256
 """Copy-on-write units of the key table (a power of two)."""
@@ -79,15 +77,15 @@ def accelerated() -> bool:
     return _accel is not None
 
 
-_BLOCK_BITS: Final = 16
-BLOCK: Final = 1 << _BLOCK_BITS
-"""Consecutive write sequence numbers per block of the write-order index."""
+_SEG_BITS: Final = 16
+SEGMENT: Final = 1 << _SEG_BITS
+"""Consecutive write sequence numbers the tail segment of the write-order index spans."""
 
 _FILL_SLICE: Final = 4096
 """Snapshot entries inserted per call of the C helper (a few ms holding the GIL)."""
 
 _SLACK: Final = 1024
-"""Lower bound on garbage (stale heap items, seq gaps) before a rebuild."""
+"""Lower bound on stale expiry heap items before a rebuild."""
 
 
 class Store:
@@ -104,9 +102,8 @@ class Store:
         self._shards: list[dict[bytes, Entry]] = [{} for _ in range(SHARDS)]
         self._count = 0
         self._bytes = 0  # keys plus values stored, kept as entries come and go
-        self._blocks: dict[int, dict[int, bytes]] = {0: {}}
-        self._tail_no = 0  # number of the newest block, which is self._tail
-        self._tail = self._blocks[0]
+        self._bits = _SEG_BITS  # read once: tests shrink the segments
+        self._order = WriteOrder(self._bits, 0, _seq_list)
         self._heap: list[tuple[int, bytes]] = _untracked_list([])
         self._next_seq = 1
         self._low_seq = 1  # no live entry has a smaller seq
@@ -121,35 +118,6 @@ class Store:
 
     def _entry(self, key: bytes) -> Entry:
         return self._shards[hash(key) & _MASK][key]
-
-    def _order_get(self, seq: int) -> bytes | None:
-        block = self._blocks.get(seq >> _BLOCK_BITS)
-        return None if block is None else block.get(seq)
-
-    def _order_append(self, seq: int, key: bytes) -> None:
-        number = seq >> _BLOCK_BITS
-        if number != self._tail_no:
-            if not self._tail:  # an empty block stays only while it is the tail
-                del self._blocks[self._tail_no]
-            self._tail_no = number
-            self._tail = self._blocks[number] = {}
-        self._tail[seq] = key
-
-    def _order_remove(self, seq: int) -> None:
-        number = seq >> _BLOCK_BITS
-        block = self._blocks[number]
-        del block[seq]
-        if not block and number != self._tail_no:
-            del self._blocks[number]
-
-    def _order_keys(self) -> Iterator[bytes]:
-        return chain.from_iterable(block.values() for block in self._blocks.values())
-
-    def _next_block_start(self, seq: int) -> int:
-        """The first seq of the next block after ``seq``'s that exists (or the end)."""
-        number = seq >> _BLOCK_BITS
-        later = [n for n in self._blocks if n > number]
-        return min(later) << _BLOCK_BITS if later else self._next_seq
 
     # ----------------------------------------------------------------- reads
 
@@ -176,7 +144,7 @@ class Store:
         matches = _matcher(pattern)
         shards = self._shards
         out: list[bytes] = []
-        for key in self._order_keys():
+        for key in self._order.in_order():
             expiry = shards[hash(key) & _MASK][key][1]
             if (expiry is None or expiry > now_ms) and matches(key):
                 out.append(key)
@@ -189,24 +157,20 @@ class Store:
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
         matches = _matcher(pattern)
-        blocks, shards, end = self._blocks, self._shards, self._next_seq
-        seq = max(cursor + 1, self._low_seq)
-        examined = slots = 0
+        shards, budget = self._shards, 10 * count
+        examined = 0
         out: list[bytes] = []
-        while seq < end and examined < count and slots < 10 * count:
-            slots += 1
-            block = blocks.get(seq >> _BLOCK_BITS)
-            if block is None:  # a whole block of gone seqs: skip it in one slot
-                seq = self._next_block_start(seq)
-                continue
-            key = block.get(seq)
+        last = cursor  # the last seq visited
+        for slots, (seq, key) in enumerate(self._order.walk(cursor, self._next_seq)):
+            if examined >= count or slots >= budget:
+                return last, out
+            last = seq
             if key is not None:
                 examined += 1
                 expiry = shards[hash(key) & _MASK][key][1]
                 if (expiry is None or expiry > now_ms) and matches(key):
                     out.append(key)
-            seq += 1
-        return (0 if seq >= end else seq - 1), out
+        return 0, out
 
     def view(self, index: int, term: int, clock_ms: int) -> EntriesView:
         """A consistent, immutable :class:`EntriesView` of the current contents."""
@@ -220,36 +184,37 @@ class Store:
         The caller handles an expiry at or before ``now_ms`` (by deleting
         instead); ``now_ms`` is used only to purge before a capacity eviction.
         """
-        shard = self._own(key)
+        shard, order = self._own(key), self._order
         old = shard.pop(key, None)  # re-inserted below: the shard stays in write order
         if old is None:
             self._count += 1
             self._bytes += len(key) + len(value)
         else:
-            self._order_remove(old[2])
+            old_seq = old[2]
+            if old_seq >= order.tail_start:
+                del order.tail[old_seq]
+            else:
+                order.remove(old_seq)
             self._bytes += len(value) - len(old[0])
         seq = self._next_seq
         self._next_seq = seq + 1
         shard[key] = _new_entry(value, expiry_ms, seq)
-        if seq >> _BLOCK_BITS == self._tail_no:
-            self._tail[seq] = key
-        else:
-            self._order_append(seq, key)
+        if seq >= order.tail_end:
+            order.freeze_tail(seq)
+        order.tail[seq] = key
         if expiry_ms is not None and (old is None or old[1] != expiry_ms):
             heapq.heappush(self._heap, (expiry_ms, key))
             if len(self._heap) > 2 * self._count + _SLACK:
                 self._rebuild_heap()
         if self.capacity is not None and self._count > self.capacity:
             self._evict(now_ms)
-        if seq - self._low_seq > 4 * self._count + _SLACK:
-            self._renumber()
 
     def delete(self, key: bytes) -> bool:
         """Remove ``key`` (live or expired); return whether it was stored."""
         if key not in self._shards[hash(key) & _MASK]:
             return False
         entry = self._own(key).pop(key)
-        self._order_remove(entry[2])
+        self._order.remove(entry[2])
         self._count -= 1
         self._bytes -= len(key) + len(entry[0])
         return True
@@ -259,9 +224,7 @@ class Store:
         self._shards = [{} for _ in range(SHARDS)]
         self._count = 0
         self._bytes = 0
-        self._tail_no = self._next_seq >> _BLOCK_BITS
-        self._tail = {}
-        self._blocks = {self._tail_no: self._tail}
+        self._order = WriteOrder(self._bits, self._next_seq, _seq_list)
         self._heap = _untracked_list([])
         self._low_seq = self._next_seq
 
@@ -285,39 +248,16 @@ class Store:
         # Expired entries go first, so no live key is evicted while dead ones
         # take room. Amortised: each heap item is popped once.
         self.purge_expired(now_ms, None)
-        seq = self._low_seq
         while self.capacity is not None and self._count > self.capacity:
-            if seq >> _BLOCK_BITS not in self._blocks:
-                seq = self._next_block_start(seq)
-                continue
-            key = self._order_get(seq)
-            if key is not None:
-                self.delete(key)
-            seq += 1
-        self._low_seq = seq
+            seq, key = self._order.oldest(self._low_seq)
+            self._low_seq = seq + 1
+            self.delete(key)
 
     def _rebuild_heap(self) -> None:
         self._heap = _untracked_list(
             [(e[1], k) for shard in self._shards for k, e in shard.items() if e[1] is not None]
         )
         heapq.heapify(self._heap)
-
-    def _renumber(self) -> None:
-        # Give every entry a fresh seq above all old ones, keeping write
-        # order. A SCAN cursor from before may then revisit keys, never skip.
-        keys = list(self._order_keys())
-        base = self._next_seq
-        self._tail_no = base >> _BLOCK_BITS
-        self._tail = {}
-        self._blocks = {self._tail_no: self._tail}
-        new = _new_entry
-        for seq, key in enumerate(keys, start=base):
-            shard = self._own(key)
-            value, expiry, _ = shard[key]
-            shard[key] = new(value, expiry, seq)  # in place: shard order is kept
-            self._order_append(seq, key)
-        self._low_seq = base
-        self._next_seq = base + len(keys)
 
     def check_invariants(self) -> None:
         """Verify the internal tables agree (for tests; O(n)).
@@ -326,11 +266,7 @@ class Store:
             AssertionError: an invariant is broken.
         """
         by_key = {k: e for shard in self._shards for k, e in shard.items()}
-        blocks = self._blocks
-        assert list(blocks) == sorted(blocks) and blocks[self._tail_no] is self._tail
-        assert all(block or n == self._tail_no for n, block in blocks.items())
-        order = [(seq, key) for block in blocks.values() for seq, key in block.items()]
-        assert all(blocks[seq >> _BLOCK_BITS].get(seq) == key for seq, key in order)
+        order = self._order.check()
         assert len(by_key) == self._count == len(order)
         assert self._bytes == sum(len(k) + len(e[0]) for k, e in by_key.items())
         for i, shard in enumerate(self._shards):
@@ -340,6 +276,9 @@ class Store:
         seqs = [seq for seq, _ in order]
         assert seqs == sorted(seqs)
         assert all(self._low_seq <= seq < self._next_seq for seq in seqs)
+        if _accel is not None:  # int-only tables: a full GC pass need not walk them
+            index = self._order
+            assert not any(map(gc.is_tracked, [*index.segs, *index.seqs, index.tail]))
         assert all(by_key[key][2] == seq for seq, key in order)
         assert not self._heap or not _accel or not gc.is_tracked(self._heap)
         pending = set(self._heap)
@@ -363,18 +302,19 @@ class Store:
         store = cls(capacity)
         seq = nbytes = 0
         rest: Iterable[EntryLike] = entries
+        blocks: dict[int, dict[int, bytes]] = {}  # seq >> bits -> seq -> key
+        bits = store._bits
         if _accel is not None and type(entries) is list and entries:
-            seq, nbytes, rest = store._fill_accelerated(entries)
-        seq, nbytes = store._fill(rest, seq, nbytes)
+            seq, nbytes, rest = store._fill_accelerated(entries, blocks, bits)
+        seq, nbytes = store._fill(rest, seq, nbytes, blocks, bits)
+        store._order = WriteOrder.from_blocks(blocks, bits, _seq_list)
         store._count = seq
         store._bytes = nbytes
         store._next_seq = seq + 1
-        store._tail_no = max(store._blocks)
-        store._tail = store._blocks[store._tail_no]
         if capacity is not None and seq > capacity:
             # Evict oldest-written without purging: restore keeps exact state.
             for old_seq in range(1, seq - capacity + 1):
-                key = store._order_get(old_seq)
+                key = store._order.get(old_seq)
                 assert key is not None
                 store.delete(key)
             store._low_seq = seq - capacity + 1
@@ -383,7 +323,9 @@ class Store:
             heapq.heapify(store._heap)
         return store
 
-    def _fill_accelerated(self, entries: list[EntryLike]) -> tuple[int, int, Iterable[EntryLike]]:
+    def _fill_accelerated(
+        self, entries: list[EntryLike], blocks: dict[int, dict[int, bytes]], bits: int
+    ) -> tuple[int, int, Iterable[EntryLike]]:
         """Insert ``entries`` in C as far as it can go; return seq, bytes and what is left.
 
         C takes items of the first item's type when it is a named tuple with
@@ -401,8 +343,8 @@ class Store:
                 entries[start : start + _FILL_SLICE],
                 self._shards,
                 _MASK,
-                self._blocks,
-                _BLOCK_BITS,
+                blocks,
+                bits,
                 self._heap,
                 seq,
                 cls,
@@ -412,11 +354,19 @@ class Store:
                 return seq, nbytes, islice(entries, start + done, None)
         return seq, nbytes, ()
 
-    def _fill(self, entries: Iterable[EntryLike], seq: int, nbytes: int) -> tuple[int, int]:
-        """Insert ``entries`` after ``seq`` entries already in; return the new seq and bytes."""
-        self._tail_no = max(self._blocks)  # the C path may have added blocks
-        self._tail = self._blocks[self._tail_no]
-        shards, heap, new, append = self._shards, self._heap, _new_entry, self._order_append
+    def _fill(
+        self,
+        entries: Iterable[EntryLike],
+        seq: int,
+        nbytes: int,
+        blocks: dict[int, dict[int, bytes]],
+        bits: int,
+    ) -> tuple[int, int]:
+        """Insert ``entries`` after ``seq`` entries already in; return the new seq and bytes.
+
+        The write order goes to ``blocks`` (``seq >> bits -> seq -> key``), as the C helper's.
+        """
+        shards, heap, new = self._shards, self._heap, _new_entry
         for entry in entries:
             key, value, expiry = entry.key, entry.value, entry.expiry_ms
             _check_entry(key, value, expiry)
@@ -426,7 +376,10 @@ class Store:
             seq += 1
             nbytes += len(key) + len(value)
             shard[key] = new(value, expiry, seq)
-            append(seq, key)
+            block = blocks.get(seq >> bits)
+            if block is None:
+                block = blocks[seq >> bits] = {}
+            block[seq] = key
             if expiry is not None:
                 heap.append((expiry, key))
         return seq, nbytes
@@ -448,6 +401,14 @@ def _untracked_list(items: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
     if _accel is not None:
         _accel.untrack_list(items)
     return items
+
+
+def _seq_list(segment: dict[int, bytes]) -> list[int]:
+    """The seqs of ``segment`` in order, as a list the GC does not track (ints only)."""
+    seqs = list(segment)
+    if _accel is not None:
+        _accel.untrack_list(cast("list[tuple[int, bytes]]", seqs))  # any list works
+    return seqs
 
 
 _new_entry: Callable[[bytes, int | None, int], Entry] = (
