@@ -90,9 +90,17 @@ def test_lagging_follower_catches_up_by_snapshot_install(tmp_path: Path) -> None
             lagging_id = next(i for i in nodes if i != leader.config.node_id)
             lag_config = nodes[lagging_id].config
             await nodes[lagging_id].shutdown()
-            for n in range(450):  # several times log_threshold: compacted past the follower
+            # Many times log_threshold, and well past what the leader keeps in flight to
+            # the stopped follower (max_inflight appends, queued by the transport and
+            # delivered when it reconnects): compacted past what those cover.
+            for n in range(1200):
                 await leader.put(f"k{n % 150}", f"v{n}")
-            await wait_until(lambda: leader.cluster_status()["log_first_index"] > 50)
+            # every running node compacted past that: whichever leads then (a leader
+            # change may happen) can only catch the follower up by a snapshot
+            running = [n for i, n in nodes.items() if i != lagging_id]
+            await wait_until(
+                lambda: all(n.cluster_status()["log_first_index"] > 600 for n in running)
+            )
             nodes[lagging_id] = back = await start(lag_config)
             await wait_until(lambda: back.raft_index() >= leader.raft_index(), what="catch up")
             assert back.cluster_status()["snapshots_installed"] >= 1
