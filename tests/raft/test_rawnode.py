@@ -63,6 +63,17 @@ def test_committed_entries_come_after_persisted_ones() -> None:
     assert [e.data for e in rd.committed_entries] == [b"x"]
 
 
+def _follower_persists_and_answers(c: Cluster, message: Message, leader: RawNode) -> None:
+    """Deliver ``message`` to its follower, persist what it takes, step its answers."""
+    follower = c.node(message.to)
+    follower.step(message)
+    rd = follower.ready()
+    c.nodes[message.to].storage.append(rd.entries)
+    follower.advance(rd)
+    for resp in rd.messages:
+        leader.step(resp)
+
+
 def test_leader_sends_appends_before_persisting() -> None:
     """A leader's appends may go before its fsync (thesis §10.2.1); they come first."""
     c = Cluster([1, 2, 3])
@@ -75,12 +86,7 @@ def test_leader_sends_appends_before_persisting() -> None:
     assert all(m.type is T.APP and m.entries[-1] == entry for m in rd.messages)
     # Both followers acknowledge before the leader persisted: a majority without it.
     for m in rd.messages:
-        c.node(m.to).step(m)
-        follower = c.node(m.to).ready()
-        c.nodes[m.to].storage.append(follower.entries)
-        c.node(m.to).advance(follower)
-        for resp in follower.messages:
-            node.step(resp)
+        _follower_persists_and_answers(c, m, node)
     assert node.status().commit == entry.index
 
 
@@ -93,12 +99,7 @@ def test_leader_does_not_commit_on_one_follower_before_its_own_fsync() -> None:
     entry = node.propose(b"x")
     rd = node.ready()
     to_two = next(m for m in rd.messages if m.to == 2)
-    c.node(2).step(to_two)
-    follower = c.node(2).ready()
-    c.nodes[2].storage.append(follower.entries)
-    c.node(2).advance(follower)
-    for resp in follower.messages:
-        node.step(resp)
+    _follower_persists_and_answers(c, to_two, node)
     assert node.status().commit < entry.index
     c.nodes[1].storage.append(rd.entries)
     node.advance(rd)
@@ -250,12 +251,7 @@ def _commit_on_leader(c: Cluster) -> tuple[RawNode, int]:
     c.nodes[1].storage.append(rd.entries)
     node.advance(rd)
     for m in rd.messages:
-        c.node(m.to).step(m)
-        follower = c.node(m.to).ready()
-        c.nodes[m.to].storage.append(follower.entries)
-        c.node(m.to).advance(follower)
-        for resp in follower.messages:
-            node.step(resp)
+        _follower_persists_and_answers(c, m, node)
     return node, entry.index
 
 
