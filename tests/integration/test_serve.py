@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib
 import json
 import shutil
 import signal
@@ -22,7 +21,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -114,16 +112,9 @@ def test_bad_options_exit_2_with_one_line(
     assert err.startswith("crema serve: error:") and named in err, err
 
 
-def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("no_uvloop")
+def test_event_loop_choice() -> None:
     assert loop_runner("asyncio") is asyncio.run
-    real_import = importlib.import_module
-
-    def no_uvloop(name: str, package: str | None = None) -> Any:
-        if name == "uvloop":
-            raise ImportError("no uvloop here")
-        return real_import(name, package)
-
-    monkeypatch.setattr(importlib, "import_module", no_uvloop)
     assert loop_runner("auto") is asyncio.run  # falls back to plain asyncio
     with pytest.raises(SettingError, match="--event-loop"):
         loop_runner("uvloop")

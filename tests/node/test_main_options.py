@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
-from types import ModuleType
 
 import pytest
 
@@ -13,17 +12,6 @@ from crema.node import __main__ as node_main
 from crema.node import runtime
 
 ARGS = ["--id", "1", "--addr", "127.0.0.1:1", "--peers", "1=127.0.0.1:1", "--data", "d"]
-
-
-def _missing_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = importlib.import_module
-
-    def fake(name: str, package: str | None = None) -> ModuleType:
-        if name == "uvloop":
-            raise ImportError("no uvloop here")
-        return real(name, package)
-
-    monkeypatch.setattr(importlib, "import_module", fake)
 
 
 def test_defaults() -> None:
@@ -36,8 +24,8 @@ def test_asyncio_loop_needs_no_factory() -> None:
     assert runtime.loop_factory("asyncio") is None
 
 
-def test_auto_falls_back_to_asyncio_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
-    _missing_uvloop(monkeypatch)
+@pytest.mark.usefixtures("no_uvloop")
+def test_auto_falls_back_to_asyncio_without_uvloop() -> None:
     assert runtime.loop_factory("auto") is None
     with pytest.raises(ImportError):
         runtime.loop_factory("uvloop")
