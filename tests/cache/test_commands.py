@@ -330,6 +330,25 @@ def test_applied_index_and_term() -> None:
         sm.set_applied(-1, 0)
 
 
+def test_set_out_of_order_changes_nothing_and_clock_never_goes_back() -> None:
+    sm = CacheStateMachine()
+    assert sm.apply(2, 2, Set(b"k", b"v", T)) is OK
+    for index, term in ((2, 2), (1, 2), (3, 1)):
+        with pytest.raises(ValueError, match="out of order"):
+            sm.apply(index, term, Set(b"k", b"other", T + 5))
+    assert (sm.applied_index, sm.applied_term, sm.clock_ms) == (2, 2, T)
+    assert sm.get(b"k", T) == b"v"
+    # An older stamp keeps the clock; an expiry at or before the clock deletes.
+    assert sm.apply(3, 2, Set(b"k", b"w", T - 10, expiry_ms=T)) is OK
+    assert sm.clock_ms == T
+    assert sm.get(b"k", T - 20) is None
+    assert sm.apply(4, 2, Set(b"k", b"x", T + 1, expiry_ms=T + 2)) is OK
+    assert (sm.clock_ms, sm.get(b"k", T + 1)) == (T + 1, b"x")
+    assert sm.apply(5, 2, Set(b"j", b"y", T, condition=SetCondition.NX)) is OK
+    assert sm.apply(6, 2, Set(b"j", b"z", T, condition=SetCondition.NX)) is None
+    assert sm.get(b"j", T + 1) == b"y"
+
+
 def test_apply_encoded() -> None:
     sm = CacheStateMachine()
     assert sm.apply_encoded(1, 1, encode_command(Set(b"k", b"v", T))) is OK

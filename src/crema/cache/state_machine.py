@@ -182,6 +182,25 @@ class CacheStateMachine:
             ValueError: entries applied out of order (a caller bug).
             KeyError: ``command`` is not one of the command classes.
         """
+        if type(command) is Set:  # the hot path: what the lines below do, inline
+            c = command
+            if index <= self._applied_index or term < self._applied_term:
+                self._advance(index, term)  # raises
+            self._applied_index = index
+            self._applied_term = term
+            clock = self._clock
+            if c.now_ms > clock:
+                clock = self._clock = c.now_ms
+            if self._purge_limit:
+                self._store.purge_expired(clock, self._purge_limit)
+            if c.condition is _ALWAYS and not c.get and not c.keep_ttl:
+                expiry = c.expiry_ms  # a plain SET, as _set and _put do it
+                if expiry is not None and expiry <= clock:
+                    self._store.delete(c.key)
+                else:
+                    self._store.write(c.key, c.value, expiry, clock)
+                return OK
+            return self._set(c)
         handler = self._handlers[type(command)]
         self._advance(index, term)
         self._clock = max(self._clock, command.now_ms)

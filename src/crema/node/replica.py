@@ -309,8 +309,11 @@ class Replica:
 
         Proposals made one after the other get increasing indexes (in order).
         """
-        self._check_open()
-        stamp = self.stamp()
+        if self.closed:
+            self._check_open()  # raises
+        # stamp(), inline: never behind the state machine or the last stamp
+        stamp = max(self.clock_ms(), self.sm.clock_ms, self._last_stamp)
+        self._last_stamp = stamp
         kept: Set | None = None
         if type(command) is Set:  # the hot path: fields checked when it was built
             c = command
@@ -435,6 +438,7 @@ class Replica:
 
     def _apply(self, entries: list[Entry]) -> None:
         sm, pending = self.sm, self.pending
+        mine = len(pending) > 0  # none waits (a follower): no lookups per entry
         for entry in entries:
             if entry.index <= sm.applied_index:
                 continue
@@ -442,6 +446,12 @@ class Replica:
             if entry.type is EntryType.CONF_CHANGE:
                 self._apply_conf_change(entry)
                 sm.mark_applied(entry.index, entry.term)
+            elif not mine:
+                try:
+                    sm.apply_encoded(entry.index, entry.term, entry.data)
+                except CommandDecodeError:
+                    sm.mark_applied(entry.index, entry.term)
+                continue
             elif (command := pending.command(entry.index, entry.term)) is not None:
                 # This node proposed this very entry (same index and term): apply the
                 # SET it encoded rather than decode it again (see propose_command).

@@ -51,7 +51,7 @@ from typing import Any, cast
 from crema.errors import ProtocolError
 from crema.server.commands.dispatch import prepare, run
 from crema.server.commands.table import CommandSpec
-from crema.server.plain import GET_NAMES, SET_NAMES, PlainCommands
+from crema.server.plain import GET_NAMES, GET_RUN_START, SET_NAMES, PlainCommands
 from crema.server.resp_parser import (
     DEFAULT_MAX_BULK_LEN,
     DEFAULT_MAX_INLINE_LEN,
@@ -173,7 +173,11 @@ class Connection(PlainCommands, asyncio.Protocol):
             if self._held_size > MAX_PENDING_INPUT:
                 self._pause_reading()
             return
-        if not (self._stalled or self._slots or self._write_paused) and parser.idle:
+        if (
+            not (self._stalled or self._slots or self._write_paused)
+            and data.startswith(GET_RUN_START)  # else the C helper would take nothing
+            and parser.idle
+        ):
             used = self._serve_get_runs(session, data)  # a run of plain GETs, in C
             if used < 0:
                 return  # held until its read barrier completes
@@ -232,12 +236,17 @@ class Connection(PlainCommands, asyncio.Protocol):
 
     # ------------------------------------------------------------- commands
 
-    def _serve(self, session: Session) -> None:
+    def _serve(self, session: Session) -> None:  # noqa: PLR0912 - the hot loop, kept inline
         """Run commands from the callback until the input is used up or one must wait."""
         self._stalled = True
         parser = self._parser
         while not (self._write_paused or self._closing):
-            if self._must_wait():
+            if (
+                self._blocker is not None
+                or self._held is not None
+                or self._writes >= MAX_INFLIGHT_WRITES
+                or session.retrying
+            ) and self._must_wait():  # the checks first: nothing to wait for, mostly
                 break
             held = self._held
             if held is not None:
@@ -265,10 +274,12 @@ class Connection(PlainCommands, asyncio.Protocol):
                 self._held = (spec, args)
             else:
                 self._start(session, spec, args)
-        self._flush()
-        if not self._stalled:
+        if self._out:
+            self._flush()
+        if self._reading_paused and not self._stalled:
             self._resume_reading()
-        self._maybe_close()
+        if self._eof or self._close_when_idle:
+            self._maybe_close()
 
     def _must_wait(self) -> bool:
         """Whether the next command must wait: for a suspended one, or for writes in flight."""
@@ -375,8 +386,10 @@ class Connection(PlainCommands, asyncio.Protocol):
         if self._stalled and not self._closing:
             self._serve(session)
         else:
-            self._flush()
-            self._maybe_close()
+            if self._out:
+                self._flush()
+            if self._eof or self._close_when_idle:
+                self._maybe_close()
 
     # --------------------------------------------------------------- output
 

@@ -45,7 +45,7 @@ from crema.server.resp_reply import ErrorReply, Reply, encode_reply
 from crema.server.session import ServerState, Session
 from crema.server.slots import Slot
 
-__all__ = ["GET_NAMES", "GET_RUN_MAX", "SET_NAMES", "PlainCommands", "accelerated"]
+__all__ = ["GET_NAMES", "GET_RUN_MAX", "GET_RUN_START", "SET_NAMES", "PlainCommands", "accelerated"]
 
 _getrun: ModuleType | None
 try:  # runs of plain GETs served in C (src/crema/server/_getrun.c); same results without it
@@ -61,6 +61,9 @@ def accelerated() -> bool:
 
 GET_RUN_MAX: Final = 1024
 """Plain GETs served per call of the C helper at most (it holds the GIL meanwhile)."""
+
+GET_RUN_START: Final = b"*2\r\n$3\r\n"
+"""How every request the C helper serves starts (``*2``, then a 3-byte command name)."""
 
 GET_NAMES = frozenset((b"GET", b"get", b"Get"))
 """Spellings of GET served by :meth:`PlainCommands._plain_get` (others: the dispatcher)."""
@@ -296,14 +299,20 @@ class PlainCommands:
 
     def _set_reply(self, started: float, fut: asyncio.Future[Result]) -> Reply:
         """The reply of a plain SET whose future is done (its counters and latency noted)."""
-        self._state.stats.write_latency.observe(time.perf_counter() - started)
-        exc = None if fut.cancelled() else fut.exception()
-        if fut.cancelled() or exc is not None:
+        stats = self._state.stats
+        stats.write_latency.observe(time.perf_counter() - started)
+        cancelled = fut.cancelled()
+        exc = None if cancelled else fut.exception()
+        if cancelled or exc is not None:
             self._count("set", True)
             if isinstance(exc, CremaError):
                 return error_reply(exc)
             return ErrorReply("ERR", "write cancelled" if exc is None else str(exc))
-        self._count("set", False)
+        stats.commands_processed += 1  # self._count("set", False), inline
+        calls = stats.calls
+        calls["set"] = calls.get("set", 0) + 1
+        if self.session is not None:
+            self.session.last_command = "set"
         return result_reply(fut.result())
 
     def _count(self, name: str, failed: bool) -> None:
