@@ -96,6 +96,8 @@ def test_single_node_counters_on_disk(tmp_path: Path) -> None:
             assert status["recovery_entries_replayed"] >= 5
             assert status["recovery_seconds"] >= 0
             await wait_until(again.is_leader, what="leadership")
+            # counted once the Ready that reports the new role is durable
+            await wait_until(lambda: again.cluster_status()["leader_changes"] == 1)
             assert again.cluster_status()["leader_changes"] == 1
 
     asyncio.run(main())

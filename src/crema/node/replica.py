@@ -12,6 +12,13 @@ persist (entries, hard state, one fsync when the Ready must sync), send,
 apply committed entries (resolving the futures of proposals by index and
 term), serve read states, advance. Then a checkpoint is considered.
 
+On disk storage the fsync of a Ready runs on the node's fsync thread
+(:class:`~crema.node.fsyncer.FsyncThread`): the records are written, the
+early messages sent, and the rest of that Ready (its other messages, applying,
+advance) waits for the thread's answer while the loop keeps reading clients
+and peers. No other Ready is handled meanwhile; whatever arrived goes into the
+next one, which the answer starts (one fsync for all of it).
+
 A new commit index that no new entry carries is held for one loop turn
 (``hold_commit``): writers woken by the commit propose in that turn, and the
 appends of their entries carry the commit too, instead of one commit-only
@@ -41,6 +48,7 @@ from crema.errors import (
     ShutdownError,
 )
 from crema.node.checkpoints import Checkpointer
+from crema.node.fsyncer import FsyncThread
 from crema.node.install import SnapshotReceiver, SnapshotSender
 from crema.node.peers import load_peers, save_peers
 from crema.node.proposals import PendingProposals
@@ -51,7 +59,7 @@ from crema.raft.core import Role
 from crema.raft.messages import Message, MessageType
 from crema.raft.rawnode import RawNode, Ready
 from crema.raft.types import Entry, EntryType, Index, NodeId
-from crema.storage import DiskStorage, FsyncPolicy
+from crema.storage import DiskStorage, FsyncPolicy, SyncTicket
 from crema.storage.wal import remove_segments
 from crema.transport.codec import Forward, ForwardResp, Kind, Payload, SnapshotAck, SnapshotChunk
 from crema.transport.tcp import TcpTransport
@@ -102,6 +110,10 @@ class Replica:
         self._peer_check = 0
         self._removals: set[asyncio.Task[None]] = set()
         self._staged_commit = self._durable_commit = int(self.storage.initial_state()[0].commit)
+        self._fsync: FsyncThread | None = None  # started with the loop, disk storage only
+        self._syncing: Ready | None = None  # the Ready whose fsync the thread is doing
+        self._sync_idle = asyncio.Event()
+        self._sync_idle.set()
         self._reconnects: dict[NodeId, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -141,6 +153,8 @@ class Replica:
             0, self.sm.applied_index - self.recovery_snapshot_index
         )
         loop = asyncio.get_running_loop()
+        if isinstance(self.storage, DiskStorage) and self.storage.policy is not FsyncPolicy.NEVER:
+            self._fsync = FsyncThread(loop, f"crema-fsync-{self.id}")
         self._timer = loop.call_later(self.tick_s, self._on_tick)
         self._task = loop.create_task(self._run())
 
@@ -242,6 +256,9 @@ class Replica:
         await self.checkpointer.stop()
         if self._removals:
             await asyncio.wait(self._removals)
+        await self._sync_idle.wait()
+        if self._fsync is not None:
+            self._fsync.close()
         self.storage.sync()
         self.storage.close()
         self.storage_closed = True
@@ -362,6 +379,10 @@ class Replica:
     # -- the Ready ------------------------------------------------------------------
 
     def _handle_ready(self, hold_commit: bool = False) -> None:
+        if self._syncing is not None:  # the rest waits for the fsync thread (_synced)
+            for message in self.node.take_early_messages(hold_commit):
+                self._send(message)
+            return
         node = self.node
         round_done = applied_any = False
         while node.has_ready(hold_commit):
@@ -369,28 +390,41 @@ class Replica:
             messages, early = rd.messages, rd.early_messages
             for message in messages[:early]:
                 self._send(message)  # the leader's appends overlap its fsync (§10.2.1)
-            self._persist(rd)
-            for message in messages[early:] if early else messages:
-                self._send(message)
-            if rd.soft_state is not None:
-                self._count_leader(rd.soft_state.lead)
-                self._on_soft_state(rd.soft_state.role)
-            committed = rd.committed_entries
-            if committed:
-                self._apply(committed)
-            node.advance(rd)
-            if committed or rd.read_states or rd.snapshot is not None:
-                applied_any = True
-                applied = self.sm.applied_index
-                round_done |= self.reads.on_read_states(rd.read_states, applied)
-                self.reads.release(applied)
-                self.applied_waiters.release(applied)
+            if self._persist(rd):
+                break  # the rest of rd waits for the fsync thread
+            done, applied = self._finish_ready(rd)
+            round_done |= done
+            applied_any |= applied
+        self._after_ready(round_done, applied_any)
+
+    def _finish_ready(self, rd: Ready) -> tuple[bool, bool]:
+        """Send, apply and advance a persisted Ready: ``(a read round finished, applied)``."""
+        messages, early = rd.messages, rd.early_messages
+        for message in messages[early:] if early else messages:
+            self._send(message)
+        if rd.soft_state is not None:
+            self._count_leader(rd.soft_state.lead)
+            self._on_soft_state(rd.soft_state.role)
+        committed = rd.committed_entries
+        if committed:
+            self._apply(committed)
+        self.node.advance(rd)
+        if committed or rd.read_states or rd.snapshot is not None:
+            applied = self.sm.applied_index
+            round_done = self.reads.on_read_states(rd.read_states, applied)
+            self.reads.release(applied)
+            self.applied_waiters.release(applied)
+            return round_done, True
+        return False, False
+
+    def _after_ready(self, round_done: bool, applied_any: bool) -> None:
         if round_done and self.reads.wants_round():
             self._wake.set()  # reads queued behind the finished round go now
         if applied_any:
             self.checkpointer.maybe_start(self.view, self.sm.applied_index)
 
-    def _persist(self, rd: Ready) -> None:
+    def _persist(self, rd: Ready) -> bool:
+        """Write ``rd``; True when its fsync went to the fsync thread (see :meth:`_synced`)."""
         storage = self.storage
         if rd.snapshot is not None:
             self.sm = self.receiver.take(rd.snapshot)
@@ -404,7 +438,16 @@ class Replica:
             self._staged_commit = int(rd.hard_state.commit)
         committed = rd.committed_entries
         if rd.must_sync:
-            storage.sync()
+            fsync = self._fsync
+            if fsync is not None and rd.snapshot is None:
+                ticket = storage.begin_sync()  # type: ignore[attr-defined]
+                if ticket is not None:
+                    self._syncing = rd
+                    self._sync_idle.clear()
+                    fsync.submit(ticket, self._synced)
+                    return True
+            else:
+                storage.sync()
             self._durable_commit = self._staged_commit
         elif committed and committed[-1].index > self._durable_commit:
             # Applying beyond the persisted commit index would let a node restarted
@@ -414,6 +457,27 @@ class Replica:
             if flush is not None:
                 flush()
             self._durable_commit = self._staged_commit
+        return False
+
+    def _synced(self, ticket: SyncTicket, error: OSError | None) -> None:
+        """The fsync thread's answer: finish the Ready it made durable, then the next."""
+        rd, self._syncing = self._syncing, None
+        self._sync_idle.set()
+        if self.storage_closed or rd is None:
+            return
+        if error is not None:
+            self._fail(error)  # not known durable: nothing it carries may be acknowledged
+            return
+        self.storage.end_sync(ticket)  # type: ignore[attr-defined]
+        self._durable_commit = self._staged_commit
+        if self.closed:
+            return
+        try:
+            self._after_ready(*self._finish_ready(rd))
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self._ready_now(hold_commit=True)
 
     def _send(self, message: Message) -> None:
         if message.type is MessageType.SNAP:

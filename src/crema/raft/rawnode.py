@@ -338,6 +338,36 @@ class RawNode:
             early_messages=early,
         )
 
+    def take_early_messages(self, hold_commit: bool = False) -> list[Message]:
+        """A leader's appends and heartbeats that may go out before the pending Ready is done.
+
+        Between :meth:`ready` and :meth:`advance` (while the runtime waits for
+        its fsync) new proposals and read requests need not wait: a leader
+        whose term and vote are persisted may send the appends that carry them
+        at once (thesis §10.2.1; it counts its own entries only when a later
+        Ready's :meth:`advance` reports them durable). The rest stays for the
+        next :meth:`ready`.
+
+        Args:
+            hold_commit: as for :meth:`has_ready`.
+        """
+        raft = self.raft
+        prev = self._prev_hard
+        if raft.role is not Role.LEADER or raft.term != prev.term or raft.vote != prev.vote:
+            return []
+        self._flush(hold_commit)
+        msgs = raft.msgs
+        count = 0
+        for m in msgs:
+            if m.type is not _APP and m.type is not _HEARTBEAT:
+                break
+            count += 1
+        if not count:
+            return []
+        early = msgs[:count]
+        del msgs[:count]
+        return early
+
     def advance(self, rd: Ready) -> None:
         """Acknowledge that ``rd`` was persisted, sent and applied."""
         log = self.raft.log

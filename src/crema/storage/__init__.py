@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from crema.storage.recovery import RepairReport
 from crema.storage.wal import DiskStorage, WalStats
-from crema.storage.writer import FsyncPolicy
+from crema.storage.writer import FsyncPolicy, SyncTicket, fsync_ticket
 
-__all__ = ["DiskStorage", "FsyncPolicy", "RepairReport", "WalStats"]
+__all__ = ["DiskStorage", "FsyncPolicy", "RepairReport", "SyncTicket", "WalStats", "fsync_ticket"]

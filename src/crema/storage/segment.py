@@ -14,6 +14,15 @@ Scanning classifies the first bad record of a file:
   zero bytes follow it. A crash while appending leaves exactly this shape.
 * *corrupt*: anything else, for example a checksum mismatch with
   valid-looking data after it, or any bad record in an earlier segment.
+
+Nothing but zero bytes from a record boundary to the end of the file is no
+damage: it is the room the writer preallocates ahead of its records, and the
+segment ends cleanly there. Because records overwrite those zeros in place, a
+power loss can keep some blocks of an unsynced write and not others; so a bad
+record of the last segment with a 512-byte disk block of its own that reads
+as zeros (a block the disk never got) is torn too, whatever follows it (etcd's WAL
+reads its preallocated segments the same way). Nothing after a torn record
+was acknowledged: each fsync covers every earlier write.
 """
 
 from __future__ import annotations
@@ -134,6 +143,26 @@ class Problem:
     torn: bool
 
 
+SECTOR = 512
+"""The block size for telling a torn write in preallocated space (see the module docstring)."""
+
+
+def zero_block(data: bytes, start: int, end: int) -> bool:
+    """Whether a disk block of ``data[start:end]`` reads as zeros: a block that was never written.
+
+    Blocks are :data:`SECTOR` bytes, aligned. The first one counts from
+    ``start`` on (before it lie earlier records, written before) when at least
+    a record header's worth of it is the record's.
+    """
+    lo = start
+    while lo < end:
+        stop = min(lo - lo % SECTOR + SECTOR, len(data))
+        if (lo % SECTOR == 0 or stop - lo >= 16) and data.count(0, lo, stop) == stop - lo:
+            return True
+        lo = stop
+    return False
+
+
 def zeros_from(data: bytes, start: int) -> bool:
     """Whether every byte of ``data`` from ``start`` on is zero (true when there are none)."""
     return data.count(0, start) == max(len(data) - start, 0)
@@ -157,6 +186,16 @@ class SegmentScan:
     def _fail(self, offset: int, reason: str, torn: bool) -> None:
         self.problem = Problem(offset, reason, torn and self.last)
 
+    def _bad_header(self, pos: int) -> None:
+        data = self.data
+        if zeros_from(data, pos):
+            return  # preallocated zeros: the clean end
+        if len(data) - pos < HEADER_SIZE:
+            self._fail(pos, "record header cut short by end of file", torn=True)
+        else:
+            torn = zeros_from(data, pos + HEADER_SIZE) or zero_block(data, pos, pos + HEADER_SIZE)
+            self._fail(pos, "record header checksum mismatch", torn)
+
     def __iter__(self) -> Iterator[tuple[int, int, memoryview]]:
         data = self.data
         view = memoryview(data)
@@ -170,14 +209,10 @@ class SegmentScan:
         crc32 = zlib.crc32
         while pos < size:
             self.end = pos
-            if size - pos < HEADER_SIZE:
-                self._fail(pos, "record header cut short by end of file", torn=True)
+            if size - pos < HEADER_SIZE or crc32(view[pos : pos + 12]) != unpack(data, pos)[3]:
+                self._bad_header(pos)
                 return
-            length, kind, payload_crc, header_crc = unpack(data, pos)
-            if crc32(view[pos : pos + 12]) != header_crc:
-                torn = zeros_from(data, pos + HEADER_SIZE)
-                self._fail(pos, "record header checksum mismatch", torn)
-                return
+            length, kind, payload_crc, _ = unpack(data, pos)
             end = pos + HEADER_SIZE + length
             if length > MAX_PAYLOAD:
                 self._fail(pos, f"record length {length} exceeds {MAX_PAYLOAD}", torn=False)
@@ -187,7 +222,8 @@ class SegmentScan:
                 return
             payload = view[pos + HEADER_SIZE : end]
             if crc32(payload) != payload_crc:
-                self._fail(pos, "record payload checksum mismatch", zeros_from(data, end))
+                torn = zeros_from(data, end) or zero_block(data, pos, end)
+                self._fail(pos, "record payload checksum mismatch", torn)
                 return
             yield pos, kind, payload
             pos = end

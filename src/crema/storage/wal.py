@@ -37,7 +37,7 @@ from crema.storage.reader import RecentEntries, RecordReader
 from crema.storage.record import RecordKind
 from crema.storage.recovery import RepairReport, recover
 from crema.storage.segment import fsync_dir, lock_directory
-from crema.storage.writer import FsyncPolicy, SegmentWriter
+from crema.storage.writer import FsyncPolicy, SegmentWriter, SyncTicket
 
 DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024
 _CHUNK_BYTES = 4 * 1024 * 1024
@@ -347,6 +347,14 @@ class DiskStorage:
     def sync_due(self) -> bool:
         """Whether the ``batch`` policy's time bound calls for an fsync now."""
         return self._writer.sync_due()
+
+    def begin_sync(self) -> SyncTicket | None:
+        """:meth:`commit` with its fsync handed out as a ticket (see ``writer.py``)."""
+        return self._writer.begin_sync()
+
+    def end_sync(self, ticket: SyncTicket) -> int:
+        """The ticket's fsync succeeded: advance ``durable_seq``; return it."""
+        return self._writer.end_sync(ticket)
 
     def sync_if_due(self) -> int:
         """Fsync if the ``batch`` time bound has passed (call it from a timer)."""

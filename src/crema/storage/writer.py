@@ -6,6 +6,20 @@ writes the whole buffer with one ``write`` and, as the policy says, one
 listeners hear about the advance. Rolling to a new segment makes the old
 one durable first, so only the active segment ever holds records that are
 not yet fsynced.
+
+The active segment is kept extended with zero bytes ahead of its records
+(:data:`PREALLOCATE_BYTES`, written once per extension): records then
+overwrite blocks that are already allocated and written, the file size does
+not change, and the commit's ``fdatasync`` is a plain data flush with no
+journal commit for the file's metadata. Scanning treats a tail of zero bytes
+as the clean end of the segment; rolling and closing cut it off.
+
+A commit can also be split so that the fsync runs on another thread:
+:meth:`SegmentWriter.begin_sync` writes what is staged and hands out a
+:class:`SyncTicket` (a duplicate descriptor of the active segment, so rolling
+or closing the segment meanwhile is harmless); whoever holds the ticket calls
+:func:`fsync_ticket`, and :meth:`SegmentWriter.end_sync` (on the writer's own
+thread) moves ``durable_seq``.
 """
 
 from __future__ import annotations
@@ -14,6 +28,7 @@ import enum
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from crema.histogram import FSYNC_BUCKETS, Histogram
@@ -21,6 +36,10 @@ from crema.storage.record import SegmentState
 from crema.storage.segment import create_segment
 
 _FLUSH_BYTES = 1024 * 1024
+PREALLOCATE_BYTES = 1024 * 1024
+"""How far the active segment is extended with zeros past its records at a time."""
+_ZEROS = bytes(PREALLOCATE_BYTES)
+_datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
 
 class FsyncPolicy(enum.Enum):
@@ -36,6 +55,36 @@ class FsyncPolicy(enum.Enum):
     ALWAYS = "always"
     BATCH = "batch"
     NEVER = "never"
+
+
+@dataclass(slots=True)
+class SyncTicket:
+    """An fsync handed out by :meth:`SegmentWriter.begin_sync`, to run on any thread.
+
+    Attributes:
+        fd: a duplicate of the active segment's descriptor; :func:`fsync_ticket`
+            closes it.
+        seq: ``staged_seq`` when the ticket was made: the records it makes durable.
+        seconds: how long the fsync took (set by :func:`fsync_ticket`).
+    """
+
+    fd: int
+    seq: int
+    seconds: float = 0.0
+
+
+def fsync_ticket(ticket: SyncTicket) -> None:
+    """Fsync the ticket's segment and close its descriptor (safe off the writer's thread).
+
+    Raises:
+        OSError: the fsync failed; the records are then not known to be durable.
+    """
+    started = time.perf_counter()
+    try:
+        _datasync(ticket.fd)
+    finally:
+        ticket.seconds = time.perf_counter() - started
+        os.close(ticket.fd)
 
 
 class SegmentWriter:
@@ -62,6 +111,7 @@ class SegmentWriter:
         self._clock = clock
         self._listeners: list[Callable[[int], None]] = []
         self._fd = -1
+        self._allocated = 0  # the active segment's file size: records, then zeros
         self._buf = bytearray()
         self.seq = 0
         self.size = self.written = 0
@@ -72,7 +122,8 @@ class SegmentWriter:
 
     def open_active(self, seq: int, path: Path, size: int) -> None:
         """Continue appending to an existing segment whose valid records end at ``size``."""
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._fd = os.open(path, os.O_WRONLY)
+        self._allocated = os.fstat(self._fd).st_size
         self.seq = seq
         self.size = self.written = size
 
@@ -80,6 +131,7 @@ class SegmentWriter:
         """Make the active segment durable, close it and create segment ``state.seq``."""
         if self._fd >= 0:
             self.flush()
+            self._cut_zeros()
             self.force_commit()
             os.close(self._fd)
             self._fd = -1
@@ -102,11 +154,23 @@ class SegmentWriter:
 
     def flush(self) -> None:
         """Hand the staged bytes to the OS (no fsync)."""
-        if self._buf:
-            os.write(self._fd, self._buf)
-            self.bytes_written += len(self._buf)
+        buf = self._buf
+        if buf:
+            fd, offset = self._fd, self.written
+            end = offset + len(buf)
+            _write_at(fd, buf, offset)
+            if end > self._allocated:  # once per PREALLOCATE_BYTES written
+                _write_at(fd, _ZEROS, end)
+                self._allocated = end + PREALLOCATE_BYTES
+            self.bytes_written += len(buf)
             self.written = self.size
             self._buf = bytearray()
+
+    def _cut_zeros(self) -> None:
+        """Cut the preallocated zeros off the active segment (before it is closed)."""
+        if self._allocated > self.written:
+            os.ftruncate(self._fd, self.written)
+            self._allocated = self.written
 
     def commit(self) -> int:
         """Write what is staged; fsync as the policy says. Returns ``durable_seq``."""
@@ -127,17 +191,58 @@ class SegmentWriter:
             return self.durable_seq
         if self.durable:
             started = time.perf_counter()
-            os.fsync(self._fd)
+            _datasync(self._fd)
             self.fsync_latency.observe(time.perf_counter() - started)
             self.fsyncs += 1
             self._last_fsync = self._clock()
-        self.durable_seq = self.staged_seq
-        for listener in self._listeners:
-            listener(self.durable_seq)
+        self._advance(self.staged_seq)
         return self.durable_seq
+
+    def begin_sync(self) -> SyncTicket | None:
+        """Like :meth:`commit`, but return the fsync as a ticket instead of doing it.
+
+        Returns:
+            ``None`` when no fsync is called for (nothing new, policy ``never``,
+            or ``batch`` before its time bound): ``durable_seq`` is then what
+            :meth:`commit` would leave. Otherwise a ticket: run
+            :func:`fsync_ticket` on it (on any thread), then :meth:`end_sync`.
+        """
+        self.flush()
+        if self.durable_seq == self.staged_seq:
+            return None
+        if not self.durable:
+            self._advance(self.staged_seq)
+            return None
+        if self.policy is FsyncPolicy.BATCH and not self.sync_due():
+            return None
+        return SyncTicket(os.dup(self._fd), self.staged_seq)
+
+    def end_sync(self, ticket: SyncTicket) -> int:
+        """Record a ticket's fsync as done (it succeeded). Returns ``durable_seq``."""
+        self.fsync_latency.observe(ticket.seconds)
+        self.fsyncs += 1
+        self._last_fsync = self._clock()
+        if ticket.seq > self.durable_seq:  # a roll meanwhile may have gone further
+            self._advance(ticket.seq)
+        return self.durable_seq
+
+    def _advance(self, seq: int) -> None:
+        self.durable_seq = seq
+        for listener in self._listeners:
+            listener(seq)
 
     def close(self) -> None:
         """Close the active segment (call :meth:`force_commit` first to keep what is staged)."""
         if self._fd >= 0:
+            self._cut_zeros()
             os.close(self._fd)
             self._fd = -1
+
+
+def _write_at(fd: int, data: bytes | bytearray, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (a short write is continued)."""
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view = view[done:]
+        offset += done
