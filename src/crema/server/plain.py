@@ -104,6 +104,9 @@ class PlainCommands:
     _out_size: int
     _dead: bool
     _write_paused: bool
+    _reading_paused: bool
+    _eof: bool
+    _closing: bool
     _stalled: bool
     _held_input: list[bytes] | None  # bytes held back behind a run of GETs waiting to read
     _held_size: int
@@ -187,6 +190,10 @@ class PlainCommands:
         self._blocker = None
         if exc is None:
             used = self._c_gets(session, data, 0, 1)  # the GET the barrier was for
+            if used == len(data) and not (self._eof or self._closing or self._reading_paused):
+                self._stalled = False  # the one GET was all (pipeline 1): what _serve would do
+                self._flush()
+                return
             if not self._write_paused and (
                 session.read_mode == "local" or self._state.barrier.satisfied(session.ticket)
             ):

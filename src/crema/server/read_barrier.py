@@ -34,7 +34,7 @@ log = logging.getLogger("crema.server")
 Reader = Callable[[BaseException | None], None]
 """Called once a reader's round ended: with ``None`` (it may read) or the round's error."""
 
-MAX_ROUNDS_IN_FLIGHT = 4
+MAX_ROUNDS_IN_FLIGHT = 2
 """ReadIndex rounds in flight at most; more readers queue for the next free slot."""
 
 
