@@ -35,15 +35,21 @@ class PendingProposals:
         return len(self._pending)
 
     def add(
-        self, index: int, term: int, command: object = None, deadline: float | None = None
+        self,
+        index: int,
+        term: int,
+        command: object = None,
+        deadline: float | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> asyncio.Future[Any]:
         """Track the entry at (index, term); the future gets its apply result.
 
         Args:
             deadline: loop time after which :meth:`expire` fails the future;
                 deadlines must not decrease from one call to the next.
+            loop: the running loop, when the caller has it at hand.
         """
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = (loop or asyncio.get_running_loop()).create_future()
         self._pending[index] = (term, fut, command)
         if deadline is not None:
             self._deadlines.append((deadline, index, fut))

@@ -12,17 +12,21 @@ persist (entries, hard state, one fsync when the Ready must sync), send,
 apply committed entries (resolving the futures of proposals by index and
 term), serve read states, advance. Then a checkpoint is considered.
 
-On disk storage the fsync of a Ready runs on the node's fsync thread
+A new commit index that no new entry carries is held (``hold_commit``) for
+up to :data:`COMMIT_HOLD_S`: writers woken by the commit propose meanwhile,
+and the appends of their entries carry the commit too, instead of one
+commit-only append (and its answer) per follower and commit. A commit that a
+follower waits for (a write it forwarded) goes out in the next loop turn.
+
+On disk storage the leader's fsync runs on the node's fsync thread
 (:class:`~crema.node.fsyncer.FsyncThread`): the records are written, the
 early messages sent, and the rest of that Ready (its other messages, applying,
 advance) waits for the thread's answer while the loop keeps reading clients
-and peers. No other Ready is handled meanwhile; whatever arrived goes into the
-next one, which the answer starts (one fsync for all of it).
-
-A new commit index that no new entry carries is held for one loop turn
-(``hold_commit``): writers woken by the commit propose in that turn, and the
-appends of their entries carry the commit too, instead of one commit-only
-append per follower and commit.
+and peers; appends of new proposals go out meanwhile
+(:meth:`~crema.raft.rawnode.RawNode.take_early_messages`). No other Ready is
+handled meanwhile; whatever arrived goes into the next one, which the answer
+starts (one fsync for all of it). Followers fsync on the loop: they have
+nothing to do before the fsync ends, and a thread would cost them CPU.
 """
 
 from __future__ import annotations
@@ -66,6 +70,13 @@ from crema.transport.tcp import TcpTransport
 
 log = logging.getLogger("crema.node")
 
+COMMIT_HOLD_S = 0.002
+"""How long a new commit index that no new entry carries may wait to ride on one.
+
+Followers need it only to apply (their clients' forwarded writes are sent
+at once: :meth:`Replica.commit_wanted`); under load the next append carries
+it well before, and one commit-only append per follower and round is saved."""
+
 ClockMs = Callable[[], int]
 
 
@@ -106,10 +117,15 @@ class Replica:
         self._wake = asyncio.Event()
         self._inbound = False  # Raft messages were stepped since the last Ready
         self._soon = False  # a Ready handling is scheduled for the next loop turn
+        self._commit_timer: asyncio.TimerHandle | None = None  # sends a held commit
+        self._wanted_commit = 0  # the newest forwarded write's index (see commit_wanted)
+        self._sent_commit = 0  # the commit index when the last Ready was handled unheld
         self._ticks_due = 0
         self._peer_check = 0
         self._removals: set[asyncio.Task[None]] = set()
         self._staged_commit = self._durable_commit = int(self.storage.initial_state()[0].commit)
+        # The running loop, kept: asyncio.get_running_loop() costs a getpid() call.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._fsync: FsyncThread | None = None  # started with the loop, disk storage only
         self._syncing: Ready | None = None  # the Ready whose fsync the thread is doing
         self._sync_idle = asyncio.Event()
@@ -152,7 +168,7 @@ class Replica:
         self.recovery_entries_replayed = max(
             0, self.sm.applied_index - self.recovery_snapshot_index
         )
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         if isinstance(self.storage, DiskStorage) and self.storage.policy is not FsyncPolicy.NEVER:
             self._fsync = FsyncThread(loop, f"crema-fsync-{self.id}")
         self._timer = loop.call_later(self.tick_s, self._on_tick)
@@ -230,9 +246,30 @@ class Replica:
         except Exception as exc:
             self._fail(exc)
             return
-        if not self._soon and self.node.commit_held():
-            self._soon = True
-            asyncio.get_running_loop().call_soon(self._ready_soon)
+        if hold_commit:
+            if self.node.commit_held():
+                self._hold_commit()
+        else:
+            self._sent_commit = int(self.node.raft.log.committed)
+
+    def _hold_commit(self) -> None:
+        """Send a held commit index soon: next turn if a follower waits for it, else later."""
+        loop = self._loop or asyncio.get_running_loop()
+        if self._wanted_commit > self._sent_commit:
+            if not self._soon:
+                self._soon = True
+                loop.call_soon(self._ready_soon)
+        elif self._commit_timer is None:
+            self._commit_timer = loop.call_later(COMMIT_HOLD_S, self._send_held_commit)
+
+    def _send_held_commit(self) -> None:
+        self._commit_timer = None
+        if not self.closed and self.node.commit_held():
+            self._ready_now(hold_commit=False)
+
+    def commit_wanted(self, index: int) -> None:
+        """Leader: a follower waits to apply ``index`` (a write it forwarded): no commit hold."""
+        self._wanted_commit = max(self._wanted_commit, index)
 
     def _ready_soon(self) -> None:
         self._soon = False
@@ -246,6 +283,8 @@ class Replica:
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._commit_timer is not None:
+            self._commit_timer.cancel()
         self._wake.set()
         if self._task is not None:
             await asyncio.wait({self._task})
@@ -355,10 +394,12 @@ class Replica:
 
     def _pending(self, entry: Entry, command: Command | None = None) -> asyncio.Future[Any]:
         """The future of ``entry``'s result, with its write deadline; schedule a Ready."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         # The deadline is checked on ticks (no timer per write); cancelling the
         # awaiting task cancels the future.
-        fut = self.pending.add(entry.index, entry.term, command, loop.time() + self.write_timeout)
+        fut = self.pending.add(
+            entry.index, entry.term, command, loop.time() + self.write_timeout, loop
+        )
         if not self._soon:
             self._soon = True
             loop.call_soon(self._ready_soon)
@@ -439,7 +480,7 @@ class Replica:
         committed = rd.committed_entries
         if rd.must_sync:
             fsync = self._fsync
-            if fsync is not None and rd.snapshot is None:
+            if fsync is not None and rd.snapshot is None and self.node.raft.role is Role.LEADER:
                 ticket = storage.begin_sync()  # type: ignore[attr-defined]
                 if ticket is not None:
                     self._syncing = rd

@@ -119,13 +119,15 @@ class Router:
             message = f"node {replica.id} is not the leader"
             return wire.ForwardReply(wire.STATUS_REJECTED, 0, message, replica.leader_id())
         try:
-            return replica.submit_command(decode_command(data))
+            index, fut = replica.submit_command(decode_command(data))
         except ProposalDroppedError as exc:
             return wire.ForwardReply(wire.STATUS_REJECTED, 0, str(exc), exc.leader_hint)
         except WriteRejectedError as exc:
             return wire.ForwardReply(wire.STATUS_REJECTED, 0, str(exc), None)
         except (CremaError, ValueError, TypeError) as exc:
             return wire.ForwardReply(wire.STATUS_REJECTED, 0, f"bad request: {exc}", None)
+        replica.commit_wanted(index)  # the follower waits to apply it
+        return index, fut
 
     async def conf_change(self, change: ConfChange) -> None:
         """Propose a membership change from any node."""
@@ -218,7 +220,9 @@ class Router:
             data = fields[0] if fields else None
             if not isinstance(data, bytes):
                 raise WriteRejectedError("forwarded command is not bytes")
-            index, result = await replica.propose_command(decode_command(data))
+            index, fut = replica.submit_command(decode_command(data))
+            replica.commit_wanted(index)  # the follower waits to apply it
+            result = await fut
             return wire.ForwardReply(wire.STATUS_OK, index, wire.encode_result(result), None)
         if kind == wire.REQ_CONF_CHANGE:
             change_type, node, addr = fields

@@ -141,7 +141,8 @@ class Connection(PlainCommands, asyncio.Protocol):
         self._close_when_idle = False  # close once the commands received are done
         self._eof = False
         self._dead = False  # the transport is gone: drop every result
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()  # kept: each lookup costs a getpid() call
+        self.closed: asyncio.Future[None] = self._loop.create_future()
 
     # ---------------------------------------------------------------- events
 
@@ -368,7 +369,7 @@ class Connection(PlainCommands, asyncio.Protocol):
         if self._writes:
             if not self._wakeup_scheduled:
                 self._wakeup_scheduled = True
-                asyncio.get_running_loop().call_soon(self._wakeup)
+                self._loop.call_soon(self._wakeup)
             return
         self._wakeup()
 

@@ -64,6 +64,7 @@ class OutboundLane:
         self._burst = False
         self._closed = False
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # kept: a lookup costs a getpid()
 
     @property
     def reconnects(self) -> int:
@@ -95,7 +96,10 @@ class OutboundLane:
             writer.write(frame)
             self.sent += 1
             self._burst = True
-            asyncio.get_running_loop().call_soon(self._end_burst)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self._end_burst)
             return True
         return self.queue.offer(frame)
 
