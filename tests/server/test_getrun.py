@@ -75,12 +75,19 @@ class Spy:
 
     def __init__(self) -> None:
         self.served = 0
+        self.sets = 0
 
     def get_run(self, *args: Any) -> tuple[int, bytes, int, int]:
         assert REAL is not None
         used, reply, count, hits = REAL.get_run(*args)
         self.served += count
         return used, reply, count, hits
+
+    def set_request(self, *args: Any) -> tuple[bytes, bytes] | None:
+        assert REAL is not None
+        request: tuple[bytes, bytes] | None = REAL.set_request(*args)
+        self.sets += request is not None
+        return request
 
 
 @dataclass
@@ -89,6 +96,7 @@ class Outcome:
     counters: dict[str, object]
     closed: bool
     served_in_c: int
+    sets_in_c: int = 0
 
 
 def _store() -> CacheStateMachine:
@@ -153,7 +161,8 @@ def _run(
             "read_wait": stats.read_wait.count,
             "last_command": session.last_command,
         }
-        return Outcome(bytes(transport.written), counters, transport.closed, spy.served)
+        counters["keys"] = sorted(state.backend.state_machine.keys(b"*", NOW))
+        return Outcome(bytes(transport.written), counters, transport.closed, spy.served, spy.sets)
 
     return asyncio.run(main())
 
@@ -541,3 +550,44 @@ def test_input_held_behind_a_waiting_run_is_bounded(
         return before, after, bytes(transport.written)
 
     assert asyncio.run(main()) == (False, True, b"$5\r\nvalue\r\n+OK\r\n")
+
+
+def set_(key: bytes, value: bytes, name: bytes = b"SET") -> bytes:
+    return encode_command([name, key, value])
+
+
+@needs_helper
+def test_a_plain_set_alone_in_its_bytes_is_parsed_in_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    partial = set_(b"k4", b"v")
+    chunks = [
+        set_(b"k", b"v1"),
+        set_(b"bin\x00\r\n", b"\x00\r\n$3\r\n", b"set"),
+        set_(b"", b"", b"Set"),
+        set_(b"k2", b"x" * 3000),
+        encode_command([b"SET", b"k", b"a", b"NX"]),  # options: the parser's path
+        set_(b"k3", b"v") * 2,  # two requests in one read: the parser's path
+        partial[:-3],  # cut short: the parser buffers it ...
+        partial[-3:],  # ... and takes the rest
+        set_(b"k5", b"v", b"sEt"),  # another spelling: the dispatcher's path
+        get(b"k"),
+        get(b"bin\x00\r\n"),
+        get(b"k2"),
+        get(b"k4"),
+    ]
+    out = _both(chunks, monkeypatch)
+    assert out.sets_in_c == 4
+    replies = b"+OK\r\n" * 4 + b"$-1\r\n" + b"+OK\r\n" * 4  # NX on an existing key: nil
+    replies += b"$2\r\nv1\r\n$7\r\n\x00\r\n$3\r\n\r\n$3000\r\n" + b"x" * 3000 + b"\r\n$1\r\nv\r\n"
+    assert out.written == replies
+
+
+@needs_helper
+@pytest.mark.parametrize(
+    "limits", [ParserLimits(max_bulk_len=2), ParserLimits(max_multibulk_len=2)]
+)
+def test_a_set_beyond_the_parser_limits_is_left_to_the_parser(
+    limits: ParserLimits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _both([set_(b"key", b"v")], monkeypatch, limits=limits)
+    assert out.sets_in_c == 0
+    assert out.written.startswith(b"-ERR Protocol error")

@@ -25,6 +25,13 @@
  *     (RESP2) or "_\r\n" (RESP3). Returns the bytes consumed, the replies
  *     concatenated, the number of requests served and how many were hits.
  *
+ * set_request(data, max_bulk) -> (key, value) | None
+ *
+ *     The key and value of data when data is exactly one request spelled
+ *     "*3\r\n$3\r\nSET\r\n$<n>\r\n<key>\r\n$<m>\r\n<value>\r\n" (SET, set or
+ *     Set; lengths canonical and at most max_bulk), else None: the Python
+ *     parser then takes the bytes (errors included).
+ *
  * Nothing is allocated from a length before the bytes it counts are known to
  * be in the buffer: a key is copied only once it and its CRLF are there.
  */
@@ -263,7 +270,83 @@ static PyObject *getrun_get_run(PyObject *self, PyObject *const *args, Py_ssize_
     return Py_BuildValue("(nNnn)", pos - offset, reply, count, hits);
 }
 
+static int is_set(const unsigned char *p)
+{
+    return (p[0] == 'S' && p[1] == 'E' && p[2] == 'T') ||
+           (p[0] == 's' && p[1] == 'e' && p[2] == 't') ||
+           (p[0] == 'S' && p[1] == 'e' && p[2] == 't');
+}
+
+/* Parse "$<len>\r\n<bytes>\r\n" at *pos (canonical length, at most max_len):
+ * the bytes' offset, their length in *len, *pos moved past them; -1 if not. */
+static Py_ssize_t bulk_at(const unsigned char *buf, Py_ssize_t n, Py_ssize_t *pos,
+                          Py_ssize_t max_len, Py_ssize_t *len)
+{
+    Py_ssize_t i = *pos;
+    if (i >= n || buf[i] != '$') {
+        return -1;
+    }
+    i++;
+    Py_ssize_t first = i;
+    Py_ssize_t value = 0;
+    while (i < n && buf[i] >= '0' && buf[i] <= '9' && i - first < MAX_DIGITS) {
+        value = value * 10 + (buf[i] - '0');
+        i++;
+    }
+    if (i == first || (i - first > 1 && buf[first] == '0') || value > max_len) {
+        return -1;
+    }
+    if (i + 1 >= n || buf[i] != '\r' || buf[i + 1] != '\n') {
+        return -1;
+    }
+    Py_ssize_t start = i + 2;
+    if (value > n - start - 2 || buf[start + value] != '\r' || buf[start + value + 1] != '\n') {
+        return -1; /* the bytes and their CRLF are not all there */
+    }
+    *len = value;
+    *pos = start + value + 2;
+    return start;
+}
+
+static PyObject *getrun_set_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "set_request() takes exactly 2 arguments");
+        return NULL;
+    }
+    Py_ssize_t max_bulk = PyLong_AsSsize_t(args[1]);
+    if (max_bulk == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t n = view.len;
+    Py_ssize_t pos = 13; /* after "*3\r\n$3\r\nSET\r\n" */
+    Py_ssize_t klen = 0, vlen = 0, kstart = -1, vstart = -1;
+    if (n >= 13 && memcmp(buf, "*3\r\n$3\r\n", 8) == 0 && is_set(buf + 8) &&
+        buf[11] == '\r' && buf[12] == '\n') {
+        kstart = bulk_at(buf, n, &pos, max_bulk, &klen);
+        if (kstart >= 0) {
+            vstart = bulk_at(buf, n, &pos, max_bulk, &vlen);
+        }
+    }
+    PyObject *result;
+    if (vstart < 0 || pos != n) {
+        result = Py_NewRef(Py_None);
+    } else {
+        result = Py_BuildValue("(y#y#)", (const char *)buf + kstart, klen,
+                               (const char *)buf + vstart, vlen);
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef getrun_methods[] = {
+    {"set_request", (PyCFunction)(void (*)(void))getrun_set_request, METH_FASTCALL,
+     "set_request(data, max_bulk) -> (key, value) | None"},
     {"get_run", (PyCFunction)(void (*)(void))getrun_get_run, METH_FASTCALL,
      "get_run(data, offset, shards, now_ms, protocol, max_key, max_count, max_reply)"
      " -> (consumed, reply, count, hits)"},

@@ -11,3 +11,6 @@ def get_run(
     max_reply: int,
     /,
 ) -> tuple[int, bytes, int, int]: ...
+def set_request(
+    data: bytes | bytearray | memoryview, max_bulk: int, /
+) -> tuple[bytes, bytes] | None: ...

@@ -51,7 +51,7 @@ from typing import Any, cast
 from crema.errors import ProtocolError
 from crema.server.commands.dispatch import prepare, run
 from crema.server.commands.table import CommandSpec
-from crema.server.plain import GET_NAMES, GET_RUN_START, SET_NAMES, PlainCommands
+from crema.server.plain import GET_NAMES, GET_RUN_START, SET_NAMES, SET_START, PlainCommands
 from crema.server.resp_parser import (
     DEFAULT_MAX_BULK_LEN,
     DEFAULT_MAX_INLINE_LEN,
@@ -122,6 +122,8 @@ class Connection(PlainCommands, asyncio.Protocol):
         self._parser = limits.parser()
         usable = limits.max_multibulk_len >= 2 and limits.max_bulk_len >= 3  # "*2", "$3 GET"
         self._max_get_key = limits.max_bulk_len if usable else -1
+        usable = limits.max_multibulk_len >= 3 and limits.max_bulk_len >= 3  # "*3", "$3 SET"
+        self._max_set_bulk = limits.max_bulk_len if usable else -1
         self._held_input: list[bytes] | None = None  # see PlainCommands._serve_get_runs
         self._held_size = 0
         self._on_closed = on_closed
@@ -174,16 +176,17 @@ class Connection(PlainCommands, asyncio.Protocol):
             if self._held_size > MAX_PENDING_INPUT:
                 self._pause_reading()
             return
-        if (
-            not (self._stalled or self._slots or self._write_paused)
-            and data.startswith(GET_RUN_START)  # else the C helper would take nothing
-            and parser.idle
-        ):
-            used = self._serve_get_runs(session, data)  # a run of plain GETs, in C
-            if used < 0:
-                return  # held until its read barrier completes
-            if used:
-                data = data[used:]
+        if not (self._stalled or self._slots or self._write_paused) and parser.idle:
+            if data.startswith(GET_RUN_START):  # else the C helper would take nothing
+                used = self._serve_get_runs(session, data)  # a run of plain GETs, in C
+                if used < 0:
+                    return  # held until its read barrier completes
+                if used:
+                    data = data[used:]
+            elif data.startswith(SET_START) and self._serve_set_request(session, data):
+                if self._out:
+                    self._flush()  # an error reply given at once
+                return
         parser.feed(data)
         if not self._stalled:
             self._serve(session)

@@ -16,9 +16,11 @@ without looking the command up or running its coroutines:
   completes;
 * a linearizable GET parks on the read barrier (a callback, no future);
 * a SET is submitted to the backend and answered from its future's
-  callback. If it is refused before it was proposed and the connection sent
-  no write after it, it is sent again through ``execute`` (which waits for
-  a leader), and the connection starts nothing else meanwhile.
+  callback; bytes that are exactly one plain SET (a client at pipeline 1)
+  are parsed by the C helper instead of the parser. If it is refused before
+  it was proposed and the connection sent no write after it, it is sent
+  again through ``execute`` (which waits for a leader), and the connection
+  starts nothing else meanwhile.
 
 Anything else (options, another spelling, a client not authenticated yet)
 goes through the dispatcher.
@@ -45,7 +47,15 @@ from crema.server.resp_reply import ErrorReply, Reply, encode_reply
 from crema.server.session import ServerState, Session
 from crema.server.slots import Slot
 
-__all__ = ["GET_NAMES", "GET_RUN_MAX", "GET_RUN_START", "SET_NAMES", "PlainCommands", "accelerated"]
+__all__ = [
+    "GET_NAMES",
+    "GET_RUN_MAX",
+    "GET_RUN_START",
+    "SET_NAMES",
+    "SET_START",
+    "PlainCommands",
+    "accelerated",
+]
 
 _getrun: ModuleType | None
 try:  # runs of plain GETs served in C (src/crema/server/_getrun.c); same results without it
@@ -64,6 +74,9 @@ GET_RUN_MAX: Final = 1024
 
 GET_RUN_START: Final = b"*2\r\n$3\r\n"
 """How every request the C helper serves starts (``*2``, then a 3-byte command name)."""
+
+SET_START: Final = b"*3\r\n$3\r\n"
+"""How a request the C helper parses as a plain SET starts."""
 
 GET_NAMES = frozenset((b"GET", b"get", b"Get"))
 """Spellings of GET served by :meth:`PlainCommands._plain_get` (others: the dispatcher)."""
@@ -113,6 +126,7 @@ class PlainCommands:
     session: Session | None
     flush_bytes: int
     _max_get_key: int  # longest key the C helper may take (the parser's bulk limit), -1: none
+    _max_set_bulk: int  # longest SET key or value the C helper may take, -1: none
 
     if TYPE_CHECKING:  # provided by Connection
 
@@ -166,6 +180,19 @@ class PlainCommands:
         reader = partial(self._got_run_barrier, slot, used, time.perf_counter())
         self._state.barrier.when_ready(session.ticket, reader)
         return -1
+
+    def _serve_set_request(self, session: Session, data: bytes) -> bool:
+        """Submit ``data`` when it is exactly one plain SET, parsed in C; whether it was.
+
+        The caller makes sure nothing is pending (as for :meth:`_serve_get_runs`).
+        Otherwise (other bytes, no C helper, the write cannot be sent at once)
+        nothing happened and the parser takes ``data``.
+        """
+        accel = _getrun
+        if accel is None or self._max_set_bulk < 0:
+            return False
+        request = accel.set_request(data, self._max_set_bulk)
+        return request is not None and self._plain_set(session, [b"SET", *request])
 
     def _hold(self, data: bytes) -> None:
         """Keep ``data`` behind the bytes held for a run of GETs waiting for its barrier."""
