@@ -216,13 +216,17 @@ class PlainCommands:
         self._slots.clear()
         self._blocker = None
         if exc is None:
-            used = self._c_gets(session, data, 0, 1)  # the GET the barrier was for
+            # The GETs of the first chunk all came with the barrier's ticket; those of
+            # later chunks only if the session's newest ticket is satisfied too.
+            used = self._c_gets(session, data, 0, _ALL if len(held) == 1 else 1)
             if used == len(data) and not (self._eof or self._closing or self._reading_paused):
-                self._stalled = False  # the one GET was all (pipeline 1): what _serve would do
+                self._stalled = False  # all served: what _serve would do now
                 self._flush()
                 return
-            if not self._write_paused and (
-                session.read_mode == "local" or self._state.barrier.satisfied(session.ticket)
+            if (
+                len(held) > 1
+                and not self._write_paused
+                and (session.read_mode == "local" or self._state.barrier.satisfied(session.ticket))
             ):
                 used = self._c_gets(session, data, used, _ALL)  # what _serve would run next
         else:
