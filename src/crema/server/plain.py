@@ -34,7 +34,7 @@ import time
 from collections import deque
 from functools import partial
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from crema.cache.commands import Set, SetCondition, set_unchecked
 from crema.cache.results import Result
@@ -156,28 +156,27 @@ class PlainCommands:
         (authenticated; ``local`` mode or the read barrier satisfied), with
         the same replies and counters. Whatever the helper does not take
         (another command, an incomplete or unusual request) is left for the
-        parser. A linearizable GET whose barrier is not satisfied yet parks
-        as :meth:`_get_later` would, but with ``data`` held back unparsed
-        (returns -1; later bytes go behind it, see :meth:`_hold`), so that
-        the run can be served in C once the barrier completes.
+        parser. Bytes that start like a GET whose barrier is not satisfied yet
+        park as :meth:`_get_later` would, but held back unparsed (returns -1;
+        later bytes go behind them, see :meth:`_hold`), so that the run can be
+        served in C once the barrier completes (what the helper then does not
+        take goes to the parser: a GET it does not serve waits for no other
+        barrier, the session's being satisfied).
         """
         accel = _getrun
         if accel is None or self._max_get_key < 0 or not session.authenticated:
             return 0
         if session.read_mode == "local" or self._state.barrier.satisfied(session.ticket):
             return self._c_gets(session, data, 0, _ALL)
-        used, _, count, _ = accel.get_run(
-            data, 0, self._shards(), 0, 2, self._max_get_key, 1, self.flush_bytes
-        )
-        if not count:
-            return 0  # not a plain GET first: the parser's path decides
+        if data[8:11] not in GET_NAMES or data[11:14] != b"\r\n$":  # cheaper than a lookup
+            return 0  # not a GET first: the parser's path decides
         slot = Slot(None, False)
         self._slots.append(slot)
         self._blocker = slot
         self._stalled = True
         self._held_input = [data]
         self._held_size = len(data)
-        reader = partial(self._got_run_barrier, slot, used, time.perf_counter())
+        reader = partial(self._got_run_barrier, slot, time.perf_counter())
         self._state.barrier.when_ready(session.ticket, reader)
         return -1
 
@@ -200,9 +199,7 @@ class PlainCommands:
         self._held_input.append(data)
         self._held_size += len(data)
 
-    def _got_run_barrier(
-        self, slot: Slot, first: int, started: float, exc: BaseException | None
-    ) -> None:
+    def _got_run_barrier(self, slot: Slot, started: float, exc: BaseException | None) -> None:
         """The barrier of a held run completed: serve it as :meth:`_got_barrier` would."""
         if self._dead:
             return
@@ -218,7 +215,7 @@ class PlainCommands:
         if exc is None:
             # The GETs of the first chunk all came with the barrier's ticket; those of
             # later chunks only if the session's newest ticket is satisfied too.
-            used = self._c_gets(session, data, 0, _ALL if len(held) == 1 else 1)
+            used = self._c_gets(session, data, 0, _ALL if len(held) == 1 else 1, True)
             if used == len(data) and not (self._eof or self._closing or self._reading_paused):
                 self._stalled = False  # all served: what _serve would do now
                 self._flush()
@@ -230,10 +227,19 @@ class PlainCommands:
             ):
                 used = self._c_gets(session, data, used, _ALL)  # what _serve would run next
         else:
-            self._count("get", True)
-            err = error_reply(exc) if isinstance(exc, CremaError) else ErrorReply("ERR", str(exc))
-            self._reply(session, err)
-            used = first
+            used = 0
+            accel = _getrun
+            if accel is not None:  # the first GET fails with the round; what follows is parsed
+                used = accel.get_run(
+                    data, 0, self._shards(), 0, 2, self._max_get_key, 1, self.flush_bytes
+                )[0]
+            if used:
+                self._count("get", True)
+                text = str(exc)
+                self._reply(
+                    session,
+                    error_reply(exc) if isinstance(exc, CremaError) else ErrorReply("ERR", text),
+                )
         self._parser.feed(data[used:])
         self._serve(session)
 
@@ -241,13 +247,23 @@ class PlainCommands:
         """The store's shard dicts (replaced by a clear: fetched for each use)."""
         return self._state.backend.state_machine.live_shards()
 
-    def _c_gets(self, session: Session, data: bytes, offset: int, most: int) -> int:
-        """Serve up to ``most`` plain GETs from ``data[offset:]`` in C; the offset after them."""
+    def _c_gets(
+        self, session: Session, data: bytes, offset: int, most: int, shared: bool = False
+    ) -> int:
+        """Serve up to ``most`` plain GETs from ``data[offset:]`` in C; the offset after them.
+
+        ``shared``: called by a reader of the read barrier's round being finished,
+        which the round's other readers may share the clock and shards with.
+        """
         accel = _getrun
         assert accel is not None
         state = self._state
-        now = state.backend.clock_ms()
-        shards = self._shards()
+        view = state.barrier.scratch if shared else None
+        if view is None:
+            view = (state.backend.clock_ms(), self._shards())
+            if shared:
+                state.barrier.scratch = view
+        now, shards = cast("tuple[int, list[dict[bytes, Entry]]]", view)
         protocol = session.protocol
         flush_bytes = self.flush_bytes
         out = self._out

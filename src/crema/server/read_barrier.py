@@ -53,6 +53,9 @@ class ReadBarrier:
         self._next: list[Reader] = []  # readers of the round to start
         self._scheduled = False
         self.rounds = 0  # rounds that completed (for INFO)
+        self.scratch: object = None
+        """While a round's readers are called, what they may share (the state cannot
+        change meanwhile: they run one after the other, no await between); None after."""
 
     def ticket(self) -> int:
         """A ticket for requests arriving now: satisfied by any round started later."""
@@ -128,11 +131,13 @@ class ReadBarrier:
         if exc is None:
             self._done = max(self._done, number)
             self.rounds += 1
+        self.scratch = None
         for reader in readers:
             try:
                 reader(exc)
             except Exception:  # a bug in one reader must not starve the others
                 log.exception("a read barrier reader failed")
+        self.scratch = None
         if self._next and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._start)
