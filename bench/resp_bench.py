@@ -5,8 +5,10 @@ Run: ``.venv/bin/python bench/resp_bench.py [--scale F]``.
 In one run, on loopback ports only:
 
 1. a 3-node crema cluster (three ``crema serve`` processes, ``--raft-fsync
-   always``, default settings): ``redis-benchmark -t set`` through the leader
-   and through a follower, ``-t get`` in the default ``linearizable`` read
+   always``, default settings): ``redis-benchmark -t set`` through the leader,
+   through a follower and spread over all three nodes (three runs at once,
+   the 50 clients split among them, as the etcd clients are spread over its
+   members), ``-t get`` in the default ``linearizable`` read
    mode, then a second cluster started with ``--read-mode local`` for GET in
    ``local`` mode (leader and follower);
 2. a single ``redis-server --save '' --appendonly no``: SET and GET;
@@ -97,6 +99,38 @@ def redis_benchmark(port: int, test: str, pipeline: int, requests: int) -> tuple
     raise RuntimeError(f"no CSV row from redis-benchmark: {done.stdout!r} {done.stderr!r}")
 
 
+def redis_benchmark_spread(
+    ports: list[int], test: str, pipeline: int, requests: int
+) -> tuple[float, ...]:
+    """``redis-benchmark`` against every port at once, :data:`CLIENTS` clients in all.
+
+    Clients and requests are split evenly over the nodes, as etcd's clients
+    are spread over its members. Returns the total requests/s (all requests
+    over the slowest run's wall time) and the highest p50 and p99 of the runs.
+    """
+    share = [CLIENTS // len(ports) + (i < CLIENTS % len(ports)) for i in range(len(ports))]
+    procs = []
+    began = time.perf_counter()
+    for port, clients in zip(ports, share, strict=True):
+        n = requests * clients // CLIENTS
+        argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", test,
+                "-c", str(clients), "-n", str(n), "-P", str(pipeline),
+                "-d", str(VALUE_BYTES), "--csv"]  # fmt: skip
+        procs.append((n, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+    rows = []
+    total = 0
+    for n, proc in procs:
+        out, err = proc.communicate(timeout=BENCH_TIMEOUT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"redis-benchmark failed: {err.decode()!r}")
+        rows += list(csv.DictReader(io.StringIO(out.decode())))
+        total += n
+    elapsed = time.perf_counter() - began
+    p50 = max(float(r["p50_latency_ms"]) for r in rows)
+    p99 = max(float(r["p99_latency_ms"]) for r in rows)
+    return (total / elapsed, p50, p99)
+
+
 def wait_port(port: int, timeout: float = 30.0) -> None:
     """Wait until something accepts connections on loopback ``port``."""
     deadline = time.monotonic() + timeout
@@ -164,6 +198,20 @@ def crema_cases(
     return figures
 
 
+def spread_cases(
+    system: str, nodes: list[ServeNode], leader_pid: int, scale: float
+) -> list[Figure]:
+    """SET with the clients spread over every node (as the etcd load is), P1 and P16."""
+    figures = []
+    for pipeline in (1, 16):
+        n = int(15_000 * (2 if pipeline > 1 else 1) * scale)
+        cpu = cpu_seconds(leader_pid)
+        rps, p50, p99 = redis_benchmark_spread([x.client_port for x in nodes], "set", pipeline, n)
+        cpu_us = (cpu_seconds(leader_pid) - cpu) / n * 1e6
+        figures.append(Figure(system, "SET spread over all nodes", pipeline, rps, p50, p99, cpu_us))
+    return figures
+
+
 def bench_crema(tmp: Path, read_mode: str, scale: float) -> list[Figure]:
     """A 3-node cluster (fsync always): SET (linearizable mode only) and GET."""
     cluster = LocalCluster(
@@ -178,6 +226,7 @@ def bench_crema(tmp: Path, read_mode: str, scale: float) -> list[Figure]:
         figures = []
         if read_mode == "linearizable":
             figures += crema_cases(system, nodes, "set", scale)
+            figures += spread_cases(system, cluster.nodes, leader.pid, scale)
         else:
             with leader.client() as client:
                 client.set(KEY, b"x" * VALUE_BYTES)
@@ -296,7 +345,7 @@ def ratio_lines(figures: list[Figure]) -> list[str]:
                 met = "met" if a / b >= target else "NOT met"
                 lines.append(f"{label}, P{pipeline}: {a / b:.2f} (target >= {target}: {met})")
     etcd = rps("etcd", "put", 1)
-    for case in ("SET via leader", "SET via follower"):
+    for case in ("SET via leader", "SET via follower", "SET spread over all nodes"):
         for pipeline in (1, 16):
             a = rps("crema linearizable", case, pipeline)
             if a is not None and etcd:

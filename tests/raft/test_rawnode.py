@@ -286,3 +286,49 @@ def test_held_commit_rides_with_the_next_entries() -> None:
     assert len(rd.messages) == 2
     assert all(m.entries and m.commit == index for m in rd.messages)
     assert not node.commit_held()
+
+
+def test_leader_uses_what_followers_committed_before_its_ready_is_done() -> None:
+    """While the leader's fsync runs, a quorum commit is applied and appends go out early.
+
+    The first Ready is not advanced (its fsync "runs"): a second proposal's
+    appends are taken early, both followers answer both appends, and the
+    entries that are written come out of ``take_applicable``; the one not
+    written yet waits. Advancing hands out nothing twice.
+    """
+    c = Cluster([1, 2, 3])
+    c.campaign(1)
+    c.stabilize()
+    node = c.node(1)
+    first = node.propose(b"x")
+    rd = node.ready()
+    c.nodes[1].storage.append(rd.entries)  # written, its fsync not done: no advance yet
+    for m in rd.messages:
+        _follower_persists_and_answers(c, m, node)
+    assert node.status().commit == first.index
+    second = node.propose(b"y")
+    early = node.take_early_messages()
+    assert sorted(m.to for m in early) == [2, 3] and all(m.entries[-1] == second for m in early)
+    for m in early:
+        _follower_persists_and_answers(c, m, node)
+    assert node.status().commit == second.index
+    committed, states = node.take_applicable(written=first.index)
+    assert [e.index for e in rd.committed_entries] + [e.index for e in committed] == [first.index]
+    assert states == []
+    assert node.take_applicable(written=first.index) == ([], [])  # handed out once
+    node.advance(rd)
+    rd = node.ready()
+    assert [e.index for e in rd.committed_entries] == [second.index]
+    assert rd.entries == [second]
+
+
+def test_only_a_leader_with_a_persisted_term_uses_entries_early() -> None:
+    c = Cluster([1, 2, 3])
+    c.campaign(1)
+    c.stabilize()
+    follower = c.node(2)
+    assert follower.take_applicable(written=100) == ([], [])
+    assert follower.take_early_messages() == []
+    c.node(3).campaign()  # a new term, not persisted yet
+    candidate = c.node(3)
+    assert candidate.take_applicable(written=100) == ([], [])

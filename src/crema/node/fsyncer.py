@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from crema.storage import SyncTicket, fsync_ticket
+from crema.storage import SyncTicket, writer
 
 SyncDone = Callable[[SyncTicket, OSError | None], None]
 """Called on the loop with the ticket and the fsync's error (``None``: it succeeded)."""
@@ -43,7 +43,7 @@ class FsyncThread:
             ticket, done = item
             error: OSError | None = None
             try:
-                fsync_ticket(ticket)
+                writer.fsync_ticket(ticket)
             except OSError as exc:
                 error = exc
             try:

@@ -23,7 +23,9 @@ On disk storage the leader's fsync runs on the node's fsync thread
 early messages sent, and the rest of that Ready (its other messages, applying,
 advance) waits for the thread's answer while the loop keeps reading clients
 and peers; appends of new proposals go out meanwhile
-(:meth:`~crema.raft.rawnode.RawNode.take_early_messages`). No other Ready is
+(:meth:`~crema.raft.rawnode.RawNode.take_early_messages`), and entries the
+followers committed are applied as far as this node has written them
+(:meth:`~crema.raft.rawnode.RawNode.take_applicable`). No other Ready is
 handled meanwhile; whatever arrived goes into the next one, which the answer
 starts (one fsync for all of it). Followers fsync on the loop: they have
 nothing to do before the fsync ends, and a thread would cost them CPU.
@@ -62,6 +64,7 @@ from crema.raft.confchange import ConfChange, ConfChangeType
 from crema.raft.core import Role
 from crema.raft.messages import Message, MessageType
 from crema.raft.rawnode import RawNode, Ready
+from crema.raft.read_only import ReadState
 from crema.raft.types import Entry, EntryType, Index, NodeId
 from crema.storage import DiskStorage, FsyncPolicy, SyncTicket
 from crema.storage.wal import remove_segments
@@ -420,11 +423,16 @@ class Replica:
     # -- the Ready ------------------------------------------------------------------
 
     def _handle_ready(self, hold_commit: bool = False) -> None:
-        if self._syncing is not None:  # the rest waits for the fsync thread (_synced)
-            for message in self.node.take_early_messages(hold_commit):
-                self._send(message)
-            return
         node = self.node
+        if self._syncing is not None:  # the rest of that Ready waits for the fsync thread
+            for message in node.take_early_messages(hold_commit):
+                self._send(message)
+            committed, states = node.take_applicable(int(self.storage.last_index()))
+            if committed or states:
+                if committed:
+                    self._commit_to_os(int(committed[-1].index))
+                self._after_ready(*self._use(committed, states, False))
+            return
         round_done = applied_any = False
         while node.has_ready(hold_commit):
             rd = node.ready(hold_commit)
@@ -432,31 +440,67 @@ class Replica:
             for message in messages[:early]:
                 self._send(message)  # the leader's appends overlap its fsync (§10.2.1)
             if self._persist(rd):
+                # The leader's fsync runs on the thread. What a quorum committed and the
+                # read states need not wait for it (the commit index is written).
+                committed = rd.committed_entries
+                if committed:
+                    node.mark_applied(committed[-1].index)
+                done, applied = self._use(committed, rd.read_states, False)
+                round_done |= done
+                applied_any |= applied
                 break  # the rest of rd waits for the fsync thread
-            done, applied = self._finish_ready(rd)
+            done, applied = self._finish_ready(rd, False)
             round_done |= done
             applied_any |= applied
         self._after_ready(round_done, applied_any)
 
-    def _finish_ready(self, rd: Ready) -> tuple[bool, bool]:
-        """Send, apply and advance a persisted Ready: ``(a read round finished, applied)``."""
+    def _finish_ready(self, rd: Ready, used: bool) -> tuple[bool, bool]:
+        """Send, apply and advance a persisted Ready: ``(a read round finished, applied)``.
+
+        ``used``: its committed entries and read states were used already.
+        """
         messages, early = rd.messages, rd.early_messages
         for message in messages[early:] if early else messages:
             self._send(message)
         if rd.soft_state is not None:
             self._count_leader(rd.soft_state.lead)
             self._on_soft_state(rd.soft_state.role)
+        if used:
+            self.node.advance(rd)
+            return (False, False) if rd.snapshot is None else self._use([], [], True)
         committed = rd.committed_entries
         if committed:
             self._apply(committed)
         self.node.advance(rd)
-        if committed or rd.read_states or rd.snapshot is not None:
+        return self._use([], rd.read_states, bool(committed) or rd.snapshot is not None)
+
+    def _use(
+        self, committed: list[Entry], states: list[ReadState], applied_any: bool
+    ) -> tuple[bool, bool]:
+        """Apply ``committed``, serve read ``states``: ``(a read round finished, applied)``."""
+        if committed:
+            self._apply(committed)
+        if committed or states or applied_any:
             applied = self.sm.applied_index
-            round_done = self.reads.on_read_states(rd.read_states, applied)
+            round_done = self.reads.on_read_states(states, applied)
             self.reads.release(applied)
             self.applied_waiters.release(applied)
             return round_done, True
         return False, False
+
+    def _commit_to_os(self, commit: int) -> None:
+        """Hand a hard state with ``commit`` to the OS before applying up to it (see _persist).
+
+        ``commit`` is at most the last index written: a restarted node never
+        finds a commit index beyond its log.
+        """
+        if commit > self._durable_commit:
+            hard = self.node.raft.hard_state()
+            self.storage.set_hard_state(dataclasses.replace(hard, commit=Index(commit)))
+            flush = getattr(self.storage, "flush", None)
+            if flush is not None:
+                flush()
+            self._staged_commit = self._durable_commit = commit
 
     def _after_ready(self, round_done: bool, applied_any: bool) -> None:
         if round_done and self.reads.wants_round():
@@ -514,7 +558,7 @@ class Replica:
         if self.closed:
             return
         try:
-            self._after_ready(*self._finish_ready(rd))
+            self._after_ready(*self._finish_ready(rd, True))
         except Exception as exc:
             self._fail(exc)
             return

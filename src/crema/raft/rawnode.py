@@ -368,6 +368,41 @@ class RawNode:
         del msgs[:count]
         return early
 
+    def take_applicable(self, written: int) -> tuple[list[Entry], list[ReadState]]:
+        """A leader's new committed entries and read states, usable before the Ready is done.
+
+        What :meth:`take_early_messages` is to messages: while the runtime
+        waits for a Ready's fsync, a leader whose term and vote are persisted
+        may apply entries a quorum committed (etcd raft applies committed
+        entries before they are stable locally too, with asynchronous storage
+        writes) and serve read states. The entries count as applied once
+        handed out: apply them now, in order, after the pending Ready's own
+        committed entries.
+
+        Args:
+            written: the last index written to storage (at least handed to the
+                OS): entries beyond it wait for the Ready that writes them, so
+                that the commit index the runtime records never passes the log.
+        """
+        raft = self.raft
+        prev = self._prev_hard
+        if raft.role is not Role.LEADER or raft.term != prev.term or raft.vote != prev.vote:
+            return [], []
+        log = raft.log
+        committed: list[Entry] = []
+        hi = min(int(log.committed), written)
+        if log.pending_snapshot is None and hi > log.applied:
+            lo = max(log.applied + 1, log.first_index())
+            committed = log.slice(lo, hi + 1, raft.config.max_committed_size_per_ready)
+            if committed:
+                log.applied_to(committed[-1].index)
+        states, raft.read_states = raft.read_states, []
+        return committed, states
+
+    def mark_applied(self, index: Index) -> None:
+        """The runtime applied a Ready's committed entries up to ``index`` before advancing."""
+        self.raft.log.applied_to(index)
+
     def advance(self, rd: Ready) -> None:
         """Acknowledge that ``rd`` was persisted, sent and applied."""
         log = self.raft.log
