@@ -187,7 +187,7 @@ def crema_cases(
     leader_pid = nodes[0][1].pid
     for role, node in nodes:
         for pipeline in (1, 16):
-            base, factor = (15_000, 2) if test == "set" else (30_000, 4)
+            base, factor = (30_000, 2) if test == "set" else (100_000, 4)
             n = int(base * (factor if pipeline > 1 else 1) * scale)
             cpu = cpu_seconds(leader_pid)
             rps, p50, p99 = redis_benchmark(node.client_port, test, pipeline, n)
@@ -204,7 +204,7 @@ def spread_cases(
     """SET with the clients spread over every node (as the etcd load is), P1 and P16."""
     figures = []
     for pipeline in (1, 16):
-        n = int(15_000 * (2 if pipeline > 1 else 1) * scale)
+        n = int(30_000 * (2 if pipeline > 1 else 1) * scale)
         cpu = cpu_seconds(leader_pid)
         rps, p50, p99 = redis_benchmark_spread([x.client_port for x in nodes], "set", pipeline, n)
         cpu_us = (cpu_seconds(leader_pid) - cpu) / n * 1e6
