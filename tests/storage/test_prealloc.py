@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -154,3 +157,40 @@ def test_no_ticket_when_nothing_is_staged_or_the_policy_is_never(tmp_path: Path)
         s.append(ents(1, 3))
         assert s.begin_sync() is None
         assert s.durable_seq == s.staged_seq
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs (root only; skipped where mounting is impossible)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount_point = tmp_path / "mnt"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_no_room_to_preallocate_is_not_a_failure(
+    small_tmpfs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a disk without 1 MiB to spare, records that fit are still written and durable."""
+    wal = small_tmpfs / "wal"
+    with caplog.at_level(logging.WARNING), DiskStorage.open(wal) as s:
+        s.append(ents(1, 100, size=1000))  # about 100 KB: fits, its zeros do not
+        s.sync()
+        s.append(ents(101, 150, size=1000))
+        s.sync()
+        segment = list_segments(wal)[-1].path
+        assert segment.stat().st_size == valid_end(segment)  # no partial zeros left
+    assert any("no room to preallocate" in r.message for r in caplog.records)
+    with DiskStorage.open(wal) as s:
+        assert s.entries(I(1), I(151)) == ents(1, 150, size=1000)

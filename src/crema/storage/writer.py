@@ -25,6 +25,8 @@ thread) moves ``durable_seq``.
 from __future__ import annotations
 
 import enum
+import errno
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -34,6 +36,8 @@ from pathlib import Path
 from crema.histogram import FSYNC_BUCKETS, Histogram
 from crema.storage.record import SegmentState
 from crema.storage.segment import create_segment
+
+log = logging.getLogger("crema.storage")
 
 _FLUSH_BYTES = 1024 * 1024
 PREALLOCATE_BYTES = 1024 * 1024
@@ -112,6 +116,7 @@ class SegmentWriter:
         self._listeners: list[Callable[[int], None]] = []
         self._fd = -1
         self._allocated = 0  # the active segment's file size: records, then zeros
+        self._preallocate = True  # off for the rest of a segment once the disk was full
         self._buf = bytearray()
         self.seq = 0
         self.size = self.written = 0
@@ -124,6 +129,7 @@ class SegmentWriter:
         """Continue appending to an existing segment whose valid records end at ``size``."""
         self._fd = os.open(path, os.O_WRONLY)
         self._allocated = os.fstat(self._fd).st_size
+        self._preallocate = True
         self.seq = seq
         self.size = self.written = size
 
@@ -159,12 +165,25 @@ class SegmentWriter:
             fd, offset = self._fd, self.written
             end = offset + len(buf)
             _write_at(fd, buf, offset)
-            if end > self._allocated:  # once per PREALLOCATE_BYTES written
-                _write_at(fd, _ZEROS, end)
-                self._allocated = end + PREALLOCATE_BYTES
+            if end > self._allocated and self._preallocate:  # once per PREALLOCATE_BYTES
+                self._extend(fd, end)
             self.bytes_written += len(buf)
             self.written = self.size
             self._buf = bytearray()
+
+    def _extend(self, fd: int, end: int) -> None:
+        """Write the zeros ahead of ``end``; a full disk only turns preallocation off."""
+        try:
+            _write_at(fd, _ZEROS, end)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            os.ftruncate(fd, end)  # no partial run of zeros left behind
+            self._allocated = end
+            self._preallocate = False
+            log.warning("WAL %s: no room to preallocate, going on without: %s", self.directory, exc)
+            return
+        self._allocated = end + PREALLOCATE_BYTES
 
     def _cut_zeros(self) -> None:
         """Cut the preallocated zeros off the active segment (before it is closed)."""
