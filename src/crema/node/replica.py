@@ -143,6 +143,8 @@ class Replica:
         self.proposals = 0
         self.leader_changes = 0
         self._leader_seen: tuple[int, int] | None = None  # (leader, term) last counted
+        self.tick_hooks: list[Callable[[float], None]] = []
+        """Called with the loop time on every tick of the driver loop (write deadlines)."""
         self.recovery_snapshot_index = recovered.snapshot_index
         self.recovery_entries_replayed = 0
         self.recovery_seconds = recovered.seconds
@@ -228,6 +230,8 @@ class Replica:
                 if ticks:
                     self._watch_peers()
                     self.pending.expire(now, self.write_timeout)
+                    for hook in self.tick_hooks:
+                        hook(now)
                 self.reads.poll(self.node, now)
                 self._handle_ready()
                 if ticks:  # the policy's time trigger (applies trigger it too)

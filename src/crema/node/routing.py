@@ -11,6 +11,8 @@ proposed or sent, it is never retried: a lost reply surfaces as an
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from functools import partial
 from typing import Any
 
 from crema.cache.codec import decode_command, encode_command
@@ -38,6 +40,12 @@ class Router:
     def __init__(self, replica: Replica) -> None:
         self._replica = replica
         self.forwarder: Forwarder | None = None
+        # Forwarded writes' deadlines, swept on the node's ticks (no timer per write):
+        # (deadline, result, the leader's reply, leader).
+        self._deadlines: deque[
+            tuple[float, asyncio.Future[Result], asyncio.Future[Any], NodeId]
+        ] = deque()
+        replica.tick_hooks.append(self.expire)
 
     async def execute(self, command: Command) -> Result:
         """Run ``command`` through Raft; its result once applied on this node."""
@@ -76,16 +84,29 @@ class Router:
         loop = asyncio.get_running_loop()
         result: asyncio.Future[Result] = loop.create_future()
         replied = forwarder.submit(leader, encode_command(command))
-        timeout = replica.write_timeout
-        timer = loop.call_later(timeout, _time_out, result, leader, timeout)
-
-        def settled(_: object) -> None:
-            timer.cancel()
-            replied.cancel()  # timed out: the forwarder forgets the request (no-op if answered)
-
-        result.add_done_callback(settled)
-        replied.add_done_callback(lambda f: self._forwarded(result, leader, f))
+        self._deadlines.append((loop.time() + replica.write_timeout, result, replied, leader))
+        replied.add_done_callback(partial(self._forwarded, result, leader))
         return result
+
+    def expire(self, now: float) -> None:
+        """Fail the forwarded writes whose deadline passed (outcome unknown); forget them.
+
+        Deadlines only grow, and writes mostly finish in order, so finished
+        ones at the front go too: the queue holds about one tick of writes.
+        """
+        deadlines = self._deadlines
+        while deadlines:
+            deadline, result, replied, leader = deadlines[0]
+            if deadline > now and not (result.done() and replied.done()):
+                return
+            deadlines.popleft()
+            if not result.done():
+                timeout = self._replica.write_timeout
+                result.set_exception(
+                    WriteTimeoutError(f"no reply from leader {leader} in {timeout:.3f} s")
+                )
+            if not replied.done():
+                replied.cancel()  # the forwarder forgets the request
 
     def _forwarded(
         self, result: asyncio.Future[Result], leader: NodeId, replied: asyncio.Future[Any]
@@ -239,11 +260,6 @@ class Router:
         else:
             await self._transfer_here(node)
         return wire.ForwardReply(wire.STATUS_OK, 0, wire.encode_result(None), None)
-
-
-def _time_out(result: asyncio.Future[Any], leader: NodeId, timeout: float) -> None:
-    if not result.done():
-        result.set_exception(WriteTimeoutError(f"no reply from leader {leader} in {timeout:.3f} s"))
 
 
 def _settle(result: asyncio.Future[Result], waiter: asyncio.Future[None], value: Result) -> None:
