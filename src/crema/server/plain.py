@@ -84,6 +84,8 @@ SET_NAMES = frozenset((b"SET", b"set", b"Set"))
 """Spellings of SET served by :meth:`PlainCommands._plain_set`."""
 
 _ALWAYS = SetCondition.ALWAYS
+_NO_SHARDS: Final[list[dict[bytes, Entry]]] = [{} for _ in range(256)]
+"""Empty shards: the C helper then only checks that a complete plain GET comes first."""
 _ALL: Final = sys.maxsize  # no bound on a run's count but the helper's own per call
 
 
@@ -156,27 +158,27 @@ class PlainCommands:
         (authenticated; ``local`` mode or the read barrier satisfied), with
         the same replies and counters. Whatever the helper does not take
         (another command, an incomplete or unusual request) is left for the
-        parser. Bytes that start like a GET whose barrier is not satisfied yet
-        park as :meth:`_get_later` would, but held back unparsed (returns -1;
-        later bytes go behind them, see :meth:`_hold`), so that the run can be
-        served in C once the barrier completes (what the helper then does not
-        take goes to the parser: a GET it does not serve waits for no other
-        barrier, the session's being satisfied).
+        parser. Bytes that start with a complete plain GET whose barrier is
+        not satisfied yet park as :meth:`_get_later` would, but held back
+        unparsed (returns -1; later bytes go behind them, see :meth:`_hold`),
+        so that the run can be served in C once the barrier completes (checked
+        against empty shards: no lookup).
         """
         accel = _getrun
         if accel is None or self._max_get_key < 0 or not session.authenticated:
             return 0
         if session.read_mode == "local" or self._state.barrier.satisfied(session.ticket):
             return self._c_gets(session, data, 0, _ALL)
-        if data[8:11] not in GET_NAMES or data[11:14] != b"\r\n$":  # cheaper than a lookup
-            return 0  # not a GET first: the parser's path decides
+        first, _, count, _ = accel.get_run(data, 0, _NO_SHARDS, 0, 2, self._max_get_key, 1, 1)
+        if not count:
+            return 0  # not a complete plain GET first: the parser's path decides
         slot = Slot(None, False)
         self._slots.append(slot)
         self._blocker = slot
         self._stalled = True
         self._held_input = [data]
         self._held_size = len(data)
-        reader = partial(self._got_run_barrier, slot, time.perf_counter())
+        reader = partial(self._got_run_barrier, slot, first, time.perf_counter())
         self._state.barrier.when_ready(session.ticket, reader)
         return -1
 
@@ -199,7 +201,9 @@ class PlainCommands:
         self._held_input.append(data)
         self._held_size += len(data)
 
-    def _got_run_barrier(self, slot: Slot, started: float, exc: BaseException | None) -> None:
+    def _got_run_barrier(
+        self, slot: Slot, first: int, started: float, exc: BaseException | None
+    ) -> None:
         """The barrier of a held run completed: serve it as :meth:`_got_barrier` would."""
         if self._dead:
             return
@@ -227,19 +231,10 @@ class PlainCommands:
             ):
                 used = self._c_gets(session, data, used, _ALL)  # what _serve would run next
         else:
-            used = 0
-            accel = _getrun
-            if accel is not None:  # the first GET fails with the round; what follows is parsed
-                used = accel.get_run(
-                    data, 0, self._shards(), 0, 2, self._max_get_key, 1, self.flush_bytes
-                )[0]
-            if used:
-                self._count("get", True)
-                text = str(exc)
-                self._reply(
-                    session,
-                    error_reply(exc) if isinstance(exc, CremaError) else ErrorReply("ERR", text),
-                )
+            self._count("get", True)
+            err = error_reply(exc) if isinstance(exc, CremaError) else ErrorReply("ERR", str(exc))
+            self._reply(session, err)
+            used = first
         self._parser.feed(data[used:])
         self._serve(session)
 
