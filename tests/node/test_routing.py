@@ -1,11 +1,12 @@
-"""Forwarded writes' deadlines: swept on the node's ticks, no timer per write."""
+"""Forwarded writes: deadlines swept on the node's ticks, callbacks on the applied index."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, cast
 
-from crema.errors import WriteTimeoutError
+from crema.errors import ShutdownError, WriteTimeoutError
+from crema.node.reads import AppliedWaiters
 from crema.node.replica import Replica
 from crema.node.routing import Router
 from crema.raft.types import NodeId
@@ -40,5 +41,25 @@ def test_forwarded_writes_time_out_on_ticks_and_are_forgotten() -> None:
         assert str(exc) == "no reply from leader 2 in 1.500 s"
         assert pending_reply.cancelled()  # the forwarder forgets the request
         assert not router._deadlines
+
+    asyncio.run(main())
+
+
+def test_applied_callbacks_run_in_index_order_and_fail_with_the_waiters() -> None:
+    async def main() -> None:
+        waiters = AppliedWaiters()
+        calls: list[tuple[str, BaseException | None]] = []
+        waiters.call_when(3, 5, lambda exc: calls.append(("now", exc)))  # applied already
+        waiters.call_when(9, 5, lambda exc: calls.append(("nine", exc)))
+        waiters.call_when(7, 5, lambda exc: calls.append(("seven", exc)))
+        waiters.call_when(12, 5, lambda exc: calls.append(("twelve", exc)))
+        assert calls == [("now", None)]
+        waiters.release(9)
+        assert calls == [("now", None), ("seven", None), ("nine", None)]
+        error = ShutdownError("node 1 is shutting down")
+        waiters.fail_all(error)
+        assert calls[-1] == ("twelve", error)
+        waiters.release(20)  # nothing left
+        assert len(calls) == 4
 
     asyncio.run(main())

@@ -87,6 +87,7 @@ class Forwarder:
         self._queued: dict[NodeId, list[_Batch]] = {}
         self._unbatched: set[NodeId] = set()  # leaders that refused a batch (older version)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.forwarded = 0
         """Requests this node sent to a leader (whatever their outcome)."""
         self.served = 0
@@ -120,7 +121,10 @@ class Forwarder:
         the batch as a whole (definitely not applied) and with
         ``WriteTimeoutError`` via :meth:`expire` callers; it is never retried.
         """
-        fut: asyncio.Future[wire.ForwardReply] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()  # kept: a lookup costs a getpid()
+        fut: asyncio.Future[wire.ForwardReply] = loop.create_future()
         if leader in self._unbatched:
             body = wire.encode_request(wire.REQ_COMMAND, command)
             request_id = self._prefix + str(next(self._ids)).encode()
@@ -134,7 +138,7 @@ class Forwarder:
         if batches is None:
             batches = self._queued[leader] = [_Batch()]
             if len(self._queued) == 1:
-                asyncio.get_running_loop().call_soon(self._send_batches)
+                loop.call_soon(self._send_batches)
         batch = batches[-1]
         if len(batch.bodies) >= wire.MAX_BATCH_ITEMS or (
             batch.size + len(command) > wire.MAX_BATCH_BYTES and batch.bodies

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from crema.errors import NotLeaderError, UnavailableError
@@ -39,12 +40,28 @@ class _Round:
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
+Applied = Callable[[BaseException | None], None]
+"""Called once the applied index reached its target (``None``), or with the error of a failure."""
+
+
 class AppliedWaiters:
-    """Futures resolved once the applied index reaches their target."""
+    """Futures resolved, and callbacks called, once the applied index reaches their target."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._calls: list[tuple[int, int, Applied]] = []
         self._seq = itertools.count()
+
+    def call_when(self, index: int, applied: int, callback: Applied) -> None:
+        """Call ``callback(None)`` once ``applied`` reaches ``index`` (now if it has).
+
+        No future and no extra loop turn: the callback runs from :meth:`release`
+        (or :meth:`fail_all`, with the error).
+        """
+        if index <= applied:
+            callback(None)
+        else:
+            heapq.heappush(self._calls, (index, next(self._seq), callback))
 
     def wait(self, index: int, applied: int) -> asyncio.Future[None]:
         """A future done once ``applied`` reaches ``index`` (done now if it has)."""
@@ -62,6 +79,9 @@ class AppliedWaiters:
             fut = heapq.heappop(heap)[2]
             if not fut.done():
                 fut.set_result(None)
+        calls = self._calls
+        while calls and calls[0][0] <= applied:
+            heapq.heappop(calls)[2](None)
 
     def fail_all(self, exc: BaseException) -> None:
         """Fail every waiter with ``exc``."""
@@ -69,6 +89,9 @@ class AppliedWaiters:
             if not fut.done():
                 fut.set_exception(exc)
         self._heap.clear()
+        calls, self._calls = self._calls, []
+        for _, _, callback in calls:
+            callback(exc)
 
 
 class ReadBatcher:

@@ -196,6 +196,10 @@ class Replica:
                 self.node.report_unreachable(peer)
             self._reconnects[peer] = stats.reconnects
 
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop (kept once started: each lookup costs a ``getpid()`` call)."""
+        return self._loop or asyncio.get_running_loop()
+
     def wake(self) -> None:
         """Ask the loop to handle new work."""
         self._wake.set()

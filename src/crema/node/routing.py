@@ -81,7 +81,7 @@ class Router:
         leader = NodeId(leader)
         if not replica.transport.is_connected(leader):
             return None
-        loop = asyncio.get_running_loop()
+        loop = replica.loop()
         result: asyncio.Future[Result] = loop.create_future()
         replied = forwarder.submit(leader, encode_command(command))
         self._deadlines.append((loop.time() + replica.write_timeout, result, replied, leader))
@@ -123,11 +123,9 @@ class Router:
         if result.done():
             return  # timed out already
         replica = self._replica
-        waiter = replica.applied_waiters.wait(index, replica.sm.applied_index)
-        if waiter.done():
-            result.set_result(value)
-            return
-        waiter.add_done_callback(lambda w: _settle(result, w, value))
+        replica.applied_waiters.call_when(
+            index, replica.sm.applied_index, partial(_settle, result, value)
+        )
 
     def propose_forwarded(self, data: bytes) -> tuple[int, asyncio.Future[Any]] | wire.ForwardReply:
         """Leader side of a forwarded batch: propose one encoded command now.
@@ -262,14 +260,11 @@ class Router:
         return wire.ForwardReply(wire.STATUS_OK, 0, wire.encode_result(None), None)
 
 
-def _settle(result: asyncio.Future[Result], waiter: asyncio.Future[None], value: Result) -> None:
-    """Copy an applied-index wait's outcome to ``result`` (with the write's result)."""
+def _settle(result: asyncio.Future[Result], value: Result, exc: BaseException | None) -> None:
+    """An applied-index wait ended: ``result`` gets the write's result, or the wait's error."""
     if result.done():
         return
-    exc = None if waiter.cancelled() else waiter.exception()
-    if waiter.cancelled():
-        result.set_exception(LeadershipLostError("cancelled waiting for the write to apply here"))
-    elif exc is not None:
+    if exc is not None:
         result.set_exception(exc)
     else:
         result.set_result(value)
