@@ -22,7 +22,6 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 from crema.errors import (
@@ -241,28 +240,30 @@ class Forwarder:
             return
         self.served += len(commands)
         replies: list[wire.ForwardReply | None] = [None] * len(commands)
-        left = [1]  # one for the loop below, then one per proposed command
-
-        def settle() -> None:
-            left[0] -= 1
-            if not left[0]:
-                done = [r for r in replies if r is not None]
-                body = wire.encode_batch_reply(done)
-                self._transport.send(frm, ForwardResp(item.request_id, body))
-
-        def applied(position: int, index: int, fut: asyncio.Future[Any]) -> None:
-            replies[position] = _outcome(fut, index)
-            settle()
-
+        proposed: list[tuple[int, int, asyncio.Future[Any]]] = []  # (position, index, future)
         for position, data in enumerate(commands):
-            proposed = proposer(data)
-            if isinstance(proposed, wire.ForwardReply):
-                replies[position] = proposed
+            outcome = proposer(data)
+            if isinstance(outcome, wire.ForwardReply):
+                replies[position] = outcome
             else:
-                left[0] += 1
-                index, fut = proposed
-                fut.add_done_callback(partial(applied, position, index))
-        settle()
+                proposed.append((position, *outcome))
+
+        def answer(_: object = None) -> None:
+            # The entries apply in order (or fail together, or time out in order), so
+            # this runs once, from the last one's future; else it waits for the rest.
+            for _, _, fut in proposed:
+                if not fut.done():
+                    fut.add_done_callback(answer)
+                    return
+            for position, index, fut in proposed:
+                replies[position] = _outcome(fut, index)
+            done = [r for r in replies if r is not None]
+            self._transport.send(frm, ForwardResp(item.request_id, wire.encode_batch_reply(done)))
+
+        if proposed:
+            proposed[-1][2].add_done_callback(answer)
+        else:
+            answer()
 
     async def stop(self) -> None:
         """Cancel requests being served; fail forwarded ones awaiting a reply."""
@@ -306,13 +307,20 @@ def _fail(futures: list[asyncio.Future[Any]], exc: BaseException) -> None:
 def _forget_when_done(
     table: dict[bytes, Any], key: bytes, futures: list[asyncio.Future[wire.ForwardReply]]
 ) -> None:
-    """Drop ``table[key]`` once every future is done (a reply, a timeout or a failure)."""
-    left = [len(futures)]
+    """Drop ``table[key]`` once every future is done (a reply, a timeout or a failure).
 
-    def one_done(_: object) -> None:
-        left[0] -= 1
-        if not left[0]:
-            table.pop(key, None)
+    They are settled together (a reply, a failure) or in order (timeouts): one
+    callback on the last, which waits on any other still pending.
+    """
 
-    for fut in futures:
-        fut.add_done_callback(one_done)
+    def forget(_: object = None) -> None:
+        for fut in futures:
+            if not fut.done():
+                fut.add_done_callback(forget)
+                return
+        table.pop(key, None)
+
+    if futures:
+        futures[-1].add_done_callback(forget)
+    else:
+        forget()
