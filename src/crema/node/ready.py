@@ -49,7 +49,7 @@ from crema.raft.rawnode import RawNode, Ready
 from crema.raft.read_only import ReadState
 from crema.raft.storage import LogStorage
 from crema.raft.types import Entry, EntryType, Index, NodeId
-from crema.storage import SyncTicket
+from crema.storage import DiskStorage, SyncTicket
 from crema.transport.tcp import TcpTransport
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class ReadyHandling:
     _durable_commit: int
     _loop: asyncio.AbstractEventLoop | None
     _fsync: FsyncThread | None
+    _disk: DiskStorage | None
     _syncing: Ready | None
     _sync_idle: asyncio.Event
     _leader_seen: tuple[int, int] | None
@@ -101,6 +102,7 @@ class ReadyHandling:
     if TYPE_CHECKING:  # provided by Replica
 
         def _fail(self, exc: Exception) -> None: ...
+        def loop(self) -> asyncio.AbstractEventLoop: ...
         def view(self) -> EntriesView: ...
 
     def _ready_now(self, hold_commit: bool) -> None:
@@ -118,7 +120,7 @@ class ReadyHandling:
 
     def _hold_commit(self) -> None:
         """Send a held commit index soon: next turn if a follower waits for it, else later."""
-        loop = self._loop or asyncio.get_running_loop()
+        loop = self.loop()
         if self._wanted_commit > self._sent_commit:
             if not self._soon:
                 self._soon = True
@@ -217,10 +219,14 @@ class ReadyHandling:
         if commit > self._durable_commit:
             hard = self.node.raft.hard_state()
             self.storage.set_hard_state(dataclasses.replace(hard, commit=Index(commit)))
-            flush = getattr(self.storage, "flush", None)
-            if flush is not None:
-                flush()
+            self._hand_to_os()
             self._staged_commit = self._durable_commit = commit
+
+    def _hand_to_os(self) -> None:
+        """Hand what the storage staged to the OS, without fsync (disk storage only)."""
+        flush = getattr(self.storage, "flush", None)
+        if flush is not None:
+            flush()
 
     def _after_ready(self, round_done: bool, applied_any: bool) -> None:
         if round_done and self.reads.wants_round():
@@ -243,9 +249,10 @@ class ReadyHandling:
             self._staged_commit = int(rd.hard_state.commit)
         committed = rd.committed_entries
         if rd.must_sync:
-            fsync = self._fsync
-            if fsync is not None and rd.snapshot is None and self.node.raft.role is Role.LEADER:
-                ticket = storage.begin_sync()  # type: ignore[attr-defined]
+            fsync, disk = self._fsync, self._disk  # both set, or neither
+            leading = rd.snapshot is None and self.node.raft.role is Role.LEADER
+            if fsync is not None and disk is not None and leading:
+                ticket = disk.begin_sync()
                 if ticket is not None:
                     self._syncing = rd
                     self._sync_idle.clear()
@@ -258,9 +265,7 @@ class ReadyHandling:
             # Applying beyond the persisted commit index would let a node restarted
             # after a crash show older state than before: hand the commit record to
             # the OS first (an fsync here would cost a third fsync per write).
-            flush = getattr(storage, "flush", None)
-            if flush is not None:
-                flush()
+            self._hand_to_os()
             self._durable_commit = self._staged_commit
         return False
 
@@ -273,7 +278,8 @@ class ReadyHandling:
         if error is not None:
             self._fail(error)  # not known durable: nothing it carries may be acknowledged
             return
-        self.storage.end_sync(ticket)  # type: ignore[attr-defined]
+        assert self._disk is not None  # the fsync thread runs only with disk storage
+        self._disk.end_sync(ticket)
         self._durable_commit = self._staged_commit
         if self.closed:
             return

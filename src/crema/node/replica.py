@@ -101,6 +101,7 @@ class Replica(ReadyHandling):
         # The running loop, kept: asyncio.get_running_loop() costs a getpid() call.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fsync: FsyncThread | None = None  # started with the loop, disk storage only
+        self._disk: DiskStorage | None = None  # the storage the fsync thread syncs
         self._syncing: Ready | None = None  # the Ready whose fsync the thread is doing
         self._sync_idle = asyncio.Event()
         self._sync_idle.set()
@@ -146,6 +147,7 @@ class Replica(ReadyHandling):
         )
         loop = self._loop = asyncio.get_running_loop()
         if isinstance(self.storage, DiskStorage) and self.storage.policy is not FsyncPolicy.NEVER:
+            self._disk = self.storage
             self._fsync = FsyncThread(loop, f"crema-fsync-{self.id}")
         self._timer = loop.call_later(self.tick_s, self._on_tick)
         self._task = loop.create_task(self._run())
@@ -339,7 +341,7 @@ class Replica(ReadyHandling):
 
     def _pending(self, entry: Entry, command: Command | None = None) -> asyncio.Future[Any]:
         """The future of ``entry``'s result, with its write deadline; schedule a Ready."""
-        loop = self._loop or asyncio.get_running_loop()
+        loop = self.loop()
         # The deadline is checked on ticks (no timer per write); cancelling the
         # awaiting task cancels the future.
         fut = self.pending.add(
