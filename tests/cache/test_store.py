@@ -95,6 +95,26 @@ def test_capacity_purges_expired_before_evicting_live() -> None:
     assert len(m.sm) == 2
 
 
+def test_expires_count_follows_every_mutation() -> None:
+    m = Machine(purge_limit=0)
+    m(Set(b"a", b"1", T, expiry_ms=T + 5))
+    m(Set(b"b", b"1", T, expiry_ms=T + 50))
+    m(Set(b"c", b"1", T))
+    assert m.sm.expires_count == 2
+    m(Set(b"c", b"2", T, expiry_ms=T + 60))  # gains an expiry
+    m(Set(b"b", b"2", T))  # loses it
+    assert m.sm.expires_count == 2
+    m(Expire(b"a", T + 70, T))  # a new expiry for a key that had one
+    assert m.sm.expires_count == 2
+    m(Delete((b"c",), T))
+    assert m.sm.expires_count == 1
+    m(Noop(T + 100))  # a expired; not purged (limit 0) but still counted, as DBSIZE counts it
+    assert m.sm.expires_count == 1
+    m.sm.check_invariants()
+    m(Clear(T + 100))
+    assert m.sm.expires_count == 0
+
+
 def test_capacity_with_mset_larger_than_capacity() -> None:
     m = Machine(capacity=2)
     m(MSet(tuple((b"k%d" % i, b"v") for i in range(5)), T))

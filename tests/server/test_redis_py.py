@@ -86,6 +86,15 @@ def test_info_and_client_commands(client: redis.Redis) -> None:
     assert b"role" in status or "role" in status
 
 
+def test_info_keyspace_counts_keys_with_a_ttl(client: redis.Redis) -> None:
+    client.flushdb()
+    client.set("plain", "v")
+    client.set("ttl1", "v", ex=100)
+    client.set("ttl2", "v", px=100_000)
+    client.persist("ttl2")
+    assert client.info("keyspace")["db0"] == {"keys": 3, "expires": 1, "avg_ttl": 0}
+
+
 def test_resp3(crema_server: CremaServer) -> None:
     client = redis.Redis(port=crema_server.port, protocol=3, socket_timeout=5)
     client.set("r3", "v", ex=100)

@@ -353,6 +353,11 @@ class CacheStateMachine:
         return len(self._store)
 
     @property
+    def expires_count(self) -> int:
+        """Stored entries with an expiry, expired-but-unpurged included (O(1))."""
+        return self._store.ttl_count
+
+    @property
     def nbytes(self) -> int:
         """Bytes of keys plus values stored, expired-but-unpurged included (O(1))."""
         return self._store.nbytes

@@ -102,6 +102,7 @@ class Store:
         self._shards: list[dict[bytes, Entry]] = [{} for _ in range(SHARDS)]
         self._count = 0
         self._bytes = 0  # keys plus values stored, kept as entries come and go
+        self._ttl = 0  # entries with an expiry (INFO keyspace's expires=)
         self._bits = _SEG_BITS  # read once: tests shrink the segments
         self._order = WriteOrder(self._bits, 0, _seq_list)
         self._heap: list[tuple[int, bytes]] = _untracked_list([])
@@ -128,6 +129,11 @@ class Store:
     def nbytes(self) -> int:
         """Bytes of keys plus values stored (a running total: O(1); no per-entry overhead)."""
         return self._bytes
+
+    @property
+    def ttl_count(self) -> int:
+        """Entries with an expiry, expired-but-unpurged included (a running count: O(1))."""
+        return self._ttl
 
     def live(self, key: bytes, now_ms: int) -> Entry | None:
         """The entry of ``key`` if it is stored and not expired at ``now_ms``."""
@@ -189,7 +195,10 @@ class Store:
         if old is None:
             self._count += 1
             self._bytes += len(key) + len(value)
+            if expiry_ms is not None:
+                self._ttl += 1
         else:
+            self._ttl += (expiry_ms is not None) - (old[1] is not None)
             old_seq = old[2]
             if old_seq >= order.tail_start:
                 del order.tail[old_seq]
@@ -217,6 +226,8 @@ class Store:
         self._order.remove(entry[2])
         self._count -= 1
         self._bytes -= len(key) + len(entry[0])
+        if entry[1] is not None:
+            self._ttl -= 1
         return True
 
     def clear(self) -> None:
@@ -224,6 +235,7 @@ class Store:
         self._shards = [{} for _ in range(SHARDS)]
         self._count = 0
         self._bytes = 0
+        self._ttl = 0
         self._order = WriteOrder(self._bits, self._next_seq, _seq_list)
         self._heap = _untracked_list([])
         self._low_seq = self._next_seq
@@ -268,6 +280,7 @@ class Store:
         by_key = {k: e for shard in self._shards for k, e in shard.items()}
         order = self._order.check()
         assert len(by_key) == self._count == len(order)
+        assert self._ttl == sum(1 for e in by_key.values() if e[1] is not None)
         assert self._bytes == sum(len(k) + len(e[0]) for k, e in by_key.items())
         for i, shard in enumerate(self._shards):
             assert all(hash(k) & _MASK == i for k in shard)
@@ -321,6 +334,7 @@ class Store:
             store._rebuild_heap()
         else:
             heapq.heapify(store._heap)
+        store._ttl = len(store._heap)  # one item per entry with an expiry, none stale yet
         return store
 
     def _fill_accelerated(

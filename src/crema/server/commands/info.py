@@ -26,7 +26,6 @@ __all__ = ["DEFAULT_SECTIONS", "SECTIONS", "info_text"]
 DEFAULT_SECTIONS = ("server", "clients", "memory", "stats", "replication", "raft",
                     "checkpoint", "keyspace")  # fmt: skip
 SECTIONS = DEFAULT_SECTIONS
-_EXPIRES_SCAN_LIMIT = 100_000  # INFO keyspace counts TTLs only in stores up to this size
 
 Fields = list[tuple[str, object]]
 
@@ -142,10 +141,7 @@ def _keyspace(state: ServerState, status: dict[str, Any]) -> Fields:
     total = len(sm)
     if total == 0:
         return []
-    expires: object = "unknown"
-    if total <= _EXPIRES_SCAN_LIMIT:
-        expires = sum(1 for _key, _value, expiry in sm.entries_view() if expiry is not None)
-    return [("db0", f"keys={total},expires={expires},avg_ttl=0")]
+    return [("db0", f"keys={total},expires={sm.expires_count},avg_ttl=0")]
 
 
 _BUILDERS: dict[str, Callable[[ServerState, dict[str, Any]], Fields]] = {
