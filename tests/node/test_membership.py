@@ -11,8 +11,10 @@ import pytest
 from crema.cache.commands import IncrBy
 from crema.checkpoint import CheckpointManager
 from crema.config import CacheConfig, CheckpointConfig
-from crema.errors import SnapshotError
+from crema.errors import PeerProtocolError, SnapshotError
+from crema.node import wire
 from crema.node.install import SnapshotReceiver
+from crema.node.peers import load_peers
 from crema.raft.types import ConfState, Index, NodeId, SnapshotMeta, Term
 from crema.server.backend import Backend
 from crema.transport.codec import SnapshotAck, SnapshotChunk
@@ -79,6 +81,64 @@ def test_add_and_remove_a_node(tmp_path: Path) -> None:
             await stop_all(nodes)
 
     asyncio.run(main())
+
+
+def _joiner(node_id: int, seeds: list[tuple[int, str]], data: Path) -> CacheConfig:
+    """A new node whose seeds are the first three members only."""
+    base = node_config(1, seeds, data, log_threshold=40, trailing=5)
+    return CacheConfig(
+        node_id,
+        seeds_for(1)[0][1],
+        seed_nodes=base.seed_nodes,
+        data_dir=data / f"node-{node_id}",
+        raft_config=base.raft_config,
+        checkpoint_config=CheckpointConfig(data / f"node-{node_id}" / "cp", log_threshold=40),
+        cluster_secret=base.cluster_secret,
+    )
+
+
+def test_a_node_joining_by_snapshot_learns_members_added_before_it(tmp_path: Path) -> None:
+    """Node 5 knows only 1-3; node 4's change was compacted: the leader tells it where 4 is."""
+
+    async def main() -> None:
+        nodes, seeds = await start_cluster(tmp_path, log_threshold=40, trailing=5)
+        try:
+            leader = await wait_leader(nodes)
+            nodes[4] = four = await start(_joiner(4, seeds, tmp_path))
+            await leader.add_node(4, four.config.addr)
+            added_at = leader.raft_index()
+            for n in range(120):  # every log is compacted past node 4's change
+                await leader.put(f"k{n}", "v")
+            await wait_until(
+                lambda: all(
+                    x.cluster_status()["log_first_index"] > added_at for x in nodes.values()
+                ),
+                what="compaction past the change",
+            )
+            nodes[5] = five = await start(_joiner(5, seeds, tmp_path))
+            assert 4 not in five.transport.stats().peers
+            await leader.add_node(5, five.config.addr)
+            await wait_until(lambda: 4 in five.transport.stats().peers, what="node 4's address")
+            assert five.discovery is not None and five.discovery.learned == 1
+            assert load_peers(tmp_path / "node-5")[4] == four.config.addr
+            # node 5 can lead and replicate to node 4, which it never had a seed for
+            await wait_until(lambda: five.raft_index() >= leader.raft_index(), what="catch up")
+            await leader.transfer_leadership(5)
+            assert five.is_leader()
+            await five.put("from-5", "x")
+            await wait_until(lambda: four.contains("from-5"), what="node 4 replicated by 5")
+        finally:
+            await stop_all(nodes)
+
+    asyncio.run(main())
+
+
+def test_peer_rows_are_checked() -> None:
+    assert wire.peer_rows([[4, "127.0.0.1:7000"]]) == [(4, "127.0.0.1:7000")]
+    for bad in ({}, [[0, "h:1"]], [[4]], [["4", "h:1"]], [[4, ""]], [[4, "h" * 400]],
+                [[4, "h:1"]] * (wire.MAX_PEER_ROWS + 1)):  # fmt: skip
+        with pytest.raises(PeerProtocolError):
+            wire.peer_rows(bad)
 
 
 def test_low_disk_space_skips_snapshots_but_keeps_serving(tmp_path: Path) -> None:

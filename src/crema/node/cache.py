@@ -26,6 +26,7 @@ from crema.errors import (
     ShutdownError,
 )
 from crema.histogram import Histogram
+from crema.node.discovery import PeerDiscovery
 from crema.node.forward import Forwarder
 from crema.node.peers import load_peers
 from crema.node.recovery import recover
@@ -100,6 +101,8 @@ class DistributedCache:
         self.config = replica.config
         self.transport = replica.transport
         self._rejoin: asyncio.Task[None] | None = None
+        self.discovery: PeerDiscovery | None = None
+        """Asks the leader for members' addresses this node lacks (set by ``start``)."""
 
     @classmethod
     async def create(
@@ -138,6 +141,7 @@ class DistributedCache:
         replica.on_forward = forwarder.on_forward
         replica.on_forward_resp = forwarder.on_forward_resp
         cache = cls(replica, router, forwarder)
+        cache.discovery = PeerDiscovery(replica, forwarder, config.data_directory)
         manager.target = _LiveTarget(replica)
         try:
             await transport.start()
@@ -331,6 +335,8 @@ class DistributedCache:
             return
         if self._rejoin is not None:
             self._rejoin.cancel()
+        if self.discovery is not None:
+            await self.discovery.stop()
         await self._forwarder.stop()
         await replica.stop()
         await self.transport.stop()

@@ -28,6 +28,7 @@ from crema.errors import (
     WriteTimeoutError,
 )
 from crema.node import wire
+from crema.node.discovery import known_addresses
 from crema.node.forward import Forwarder
 from crema.node.replica import Replica
 from crema.raft.confchange import ConfChange, ConfChangeType
@@ -243,6 +244,8 @@ class Router:
             replica.commit_wanted(index)  # the follower waits to apply it
             result = await fut
             return wire.ForwardReply(wire.STATUS_OK, index, wire.encode_result(result), None)
+        if kind == wire.REQ_PEERS:
+            return wire.ForwardReply(wire.STATUS_OK, 0, known_addresses(replica), None)
         if kind == wire.REQ_CONF_CHANGE:
             change_type, node, addr = fields
             change = ConfChange(

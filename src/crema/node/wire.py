@@ -10,7 +10,9 @@ whose body is one of:
   probe it from scratch (a snapshot install follows);
 * ``[4, [command bytes, ...]]``: a batch of state-machine commands (at most
   :data:`MAX_BATCH_ITEMS`, :data:`MAX_BATCH_BYTES` of commands), proposed in
-  this order.
+  this order;
+* ``[6]``: the addresses the leader knows for the cluster's members (asked by
+  a node that lacks some: see :mod:`crema.node.discovery`). Not a write.
 
 The leader answers with a ``ForwardResp`` whose body is
 ``[status, index, value, leader_hint]``: status 0 = applied at ``index`` on the
@@ -19,6 +21,8 @@ not applied); 2 = outcome unknown (may have been applied). A batch is answered
 with ``[5, [reply, ...]]``, one ``[status, index, value, leader_hint]`` per
 command in the batch's order. A leader that does not know batches (an older
 version) answers a batch with one plain rejection (``unknown forward kind 4``).
+The addresses are answered as ``[0, 0, [[node id, "host:port"], ...], None]``
+(at most :data:`MAX_PEER_ROWS` rows).
 """
 
 from __future__ import annotations
@@ -37,11 +41,20 @@ REQ_TRANSFER = 2
 REQ_REJOIN = 3
 REQ_BATCH = 4
 REPLY_BATCH = 5
+REQ_PEERS = 6
+_REQUEST_KINDS = frozenset(
+    (REQ_COMMAND, REQ_CONF_CHANGE, REQ_TRANSFER, REQ_REJOIN, REQ_BATCH, REQ_PEERS)
+)
 
 MAX_BATCH_ITEMS = 256
 """Commands in one batch at most (checked when decoding, before building the list)."""
 MAX_BATCH_BYTES = 1024 * 1024
 """Encoded commands in one batch at most (the sender starts a new batch past this)."""
+
+MAX_PEER_ROWS = 1024
+"""Rows of a ``REQ_PEERS`` answer at most (a sanity bound: clusters are small)."""
+MAX_ADDRESS_CHARS = 300
+"""Characters of one address in a ``REQ_PEERS`` answer at most."""
 
 STATUS_OK = 0
 STATUS_REJECTED = 1
@@ -77,7 +90,14 @@ def decode_request(body: bytes) -> tuple[int, list[Any]]:
         raise PeerProtocolError(f"bad forward body: {exc}") from exc
     if not isinstance(item, list) or not item or not isinstance(item[0], int):
         raise PeerProtocolError("forward body is not [kind, ...]")
-    if item[0] not in (REQ_COMMAND, REQ_CONF_CHANGE, REQ_TRANSFER, REQ_REJOIN, REQ_BATCH):
+    if item[0] not in (
+        REQ_COMMAND,
+        REQ_CONF_CHANGE,
+        REQ_TRANSFER,
+        REQ_REJOIN,
+        REQ_BATCH,
+        REQ_PEERS,
+    ):
         raise PeerProtocolError(f"unknown forward kind {item[0]}")
     return item[0], item[1:]
 
@@ -131,6 +151,29 @@ def decode_batch_reply(body: bytes, count: int) -> list[ForwardReply] | ForwardR
     if not isinstance(rows, list) or len(rows) != count:
         raise PeerProtocolError(f"batch reply does not hold {count} replies")
     return [_reply_of(row) for row in rows]
+
+
+def peer_rows(value: Any) -> list[tuple[int, str]]:
+    """The ``(node id, address)`` rows of a ``REQ_PEERS`` answer's value.
+
+    Raises:
+        PeerProtocolError: not a list of at most :data:`MAX_PEER_ROWS`
+            ``[positive int, str]`` pairs (addresses of at most
+            :data:`MAX_ADDRESS_CHARS` characters).
+    """
+    if not isinstance(value, list) or len(value) > MAX_PEER_ROWS:
+        raise PeerProtocolError("peer list is not a list of at most 1024 rows")
+    rows = []
+    for row in value:
+        if not (isinstance(row, list) and len(row) == 2):
+            raise PeerProtocolError("peer row is not [node id, address]")
+        node, addr = row
+        if type(node) is not int or node < 1:
+            raise PeerProtocolError(f"bad node id in peer list: {node!r}")
+        if not isinstance(addr, str) or not 0 < len(addr) <= MAX_ADDRESS_CHARS:
+            raise PeerProtocolError("bad address in peer list")
+        rows.append((node, addr))
+    return rows
 
 
 def encode_result(result: Result) -> list[Any]:

@@ -148,7 +148,7 @@ class TcpTransport:
         self._rng = rng or random.Random()
         self._peers: dict[NodeId, _Peer] = {}
         for pid, addr in peers.items():
-            self._check_peer(pid, addr)
+            self.check_peer(pid, addr)
         self._initial = {NodeId(p): a for p, a in peers.items()}
         self._server: asyncio.Server | None = None
         self._inbound: dict[tuple[NodeId, Lane], asyncio.StreamWriter] = {}
@@ -215,14 +215,15 @@ class TcpTransport:
     # Membership
     # ------------------------------------------------------------------
 
-    def _check_peer(self, peer_id: int, addr: str) -> None:
+    def check_peer(self, peer_id: int, addr: str) -> None:
+        """Raise ConfigError unless ``peer_id`` and ``addr`` could be added as a peer."""
         if peer_id < 1 or peer_id == self.node_id:
             raise ConfigError("peers", f"invalid peer id {peer_id}")
         parse_addr(addr, "peers")
 
     def add_peer(self, peer_id: int, addr: str) -> None:
         """Start talking to ``peer_id`` at ``addr``, or move it to a new address."""
-        self._check_peer(peer_id, addr)
+        self.check_peer(peer_id, addr)
         pid = NodeId(peer_id)
         existing = self._peers.get(pid)
         if existing is not None:
@@ -257,6 +258,11 @@ class TcpTransport:
         if peer is not None:
             await peer.raft.close()
             await peer.snapshot.close()
+
+    def peer_address(self, peer_id: int) -> str | None:
+        """Where this node dials ``peer_id`` (None: not a known peer)."""
+        peer = self._peers.get(NodeId(peer_id))
+        return None if peer is None else peer.raft.addr
 
     def peer_ids(self) -> list[NodeId]:
         """The peers currently known, sorted."""
