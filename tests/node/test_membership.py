@@ -135,6 +135,7 @@ def test_a_node_joining_by_snapshot_learns_members_added_before_it(tmp_path: Pat
 
 def test_peer_rows_are_checked() -> None:
     assert wire.peer_rows([[4, "127.0.0.1:7000"]]) == [(4, "127.0.0.1:7000")]
+    bad: object
     for bad in ({}, [[0, "h:1"]], [[4]], [["4", "h:1"]], [[4, ""]], [[4, "h" * 400]],
                 [[4, "h:1"]] * (wire.MAX_PEER_ROWS + 1)):  # fmt: skip
         with pytest.raises(PeerProtocolError):
