@@ -11,7 +11,7 @@ import pytest
 from crema.cache.store import Store
 from crema.histogram import Histogram
 from crema.node import DistributedCache
-from crema.server.admin import AdminServer
+from crema.server.admin import AdminServer, health
 from crema.server.session import ServerState
 from tests.node.harness import node_config, seeds_for, start, start_cluster, stop_all, wait_until
 
@@ -170,3 +170,11 @@ def test_metrics_scrape_has_the_node_metrics(tmp_path: Path) -> None:
         assert 'crema_wal_fsync_duration_seconds_bucket{le="+Inf"}' in body
 
     asyncio.run(main())
+
+
+def test_health_names_a_failure_first() -> None:
+    ok = {"leader_id": 1, "commit_index": 10, "applied_index": 10, "failure": None}
+    assert health(ok) == (True, "ok")
+    failed = {**ok, "failure": "OSError: [Errno 28] No space left on device"}
+    assert health(failed) == (False, "node failed: OSError: [Errno 28] No space left on device")
+    assert health({**ok, "leader_id": None}) == (False, "no leader known")

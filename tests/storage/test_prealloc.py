@@ -16,7 +16,7 @@ from crema.errors import CorruptLogError
 from crema.raft.types import Index
 from crema.storage import DiskStorage, fsync_ticket
 from crema.storage.segment import SECTOR, SegmentScan, list_segments
-from crema.storage.writer import PREALLOCATE_BYTES
+from crema.storage.writer import PREALLOCATE_BYTES, _write_at
 from tests.storage.conftest import ents
 
 I = Index  # noqa: E741
@@ -194,3 +194,40 @@ def test_no_room_to_preallocate_is_not_a_failure(
     assert any("no room to preallocate" in r.message for r in caplog.records)
     with DiskStorage.open(wal) as s:
         assert s.entries(I(1), I(151)) == ents(1, 150, size=1000)
+
+
+def test_a_full_disk_fails_the_write_and_abandon_keeps_what_was_durable(small_tmpfs: Path) -> None:
+    """ENOSPC mid-append: the error surfaces, staging still works, the synced prefix survives."""
+    wal = small_tmpfs / "wal"
+    s = DiskStorage.open(wal)
+    s.append(ents(1, 100, size=1000))
+    s.sync()
+    index = 101
+    with pytest.raises(OSError) as failed:
+        for _ in range(1000):  # bounded: 1 MB more than the disk holds
+            s.append(ents(index, index + 9, size=1000))
+            s.sync()
+            index += 10
+    assert failed.value.errno == 28  # ENOSPC
+    durable = index - 1  # every batch before the failing one was synced
+    s.append(ents(index, index, size=10))  # staging is not wedged by the failed write
+    s.abandon()  # nothing staged is written; the files and the lock are released
+    with DiskStorage.open(wal) as again:
+        assert int(again.last_index()) >= durable
+        assert again.entries(I(1), I(durable + 1)) == [
+            *ents(1, 100, size=1000),
+            *ents(101, durable, size=1000),
+        ]
+
+
+def test_a_failed_write_leaves_no_view_of_the_staging_buffer(tmp_path: Path) -> None:
+    """The error (kept with its traceback, as a failed node keeps it) pins no buffer view."""
+    buf = bytearray(b"x" * 100)
+    fd = os.open(tmp_path / "ro", os.O_RDONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError) as failed:
+            _write_at(fd, buf, 0)
+    finally:
+        os.close(fd)
+    buf += b"more"  # a live memoryview of buf would make this a BufferError
+    assert len(buf) == 104 and failed.value.errno is not None

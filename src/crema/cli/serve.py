@@ -86,7 +86,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except (OSError, CremaError) as exc:
         log.error("node %d failed: %s", values["node_id"], exc)
         return EXIT_FAILED
-    return EXIT_OK
+    return node.exit_code
 
 
 def loop_runner(choice: str) -> Callable[[Coroutine[Any, Any, None]], None]:
@@ -130,6 +130,8 @@ class Node:
         self.started = time.monotonic()
         self.recovery_seconds: float | None = None
         self.logged_snapshot_index = -1
+        self.exit_code = EXIT_OK
+        """EXIT_FAILED once the node failed (a WAL write or fsync error): see :meth:`_watch`."""
 
     async def run(self, config: CacheConfig, transport: TransportConfig) -> None:
         """Start everything, wait for a stop request, stop everything."""
@@ -143,7 +145,11 @@ class Node:
             await self._serve(cache, opened)
         finally:
             await cache.shutdown()
-            log.info("node %d stopped (WAL flushed)", values["node_id"])
+            if cache.failure is None:
+                log.info("node %d stopped (WAL flushed)", values["node_id"])
+            else:  # nothing staged after the failure was acknowledged to anyone
+                log.info("node %d stopped (WAL records staged after the failure dropped)",
+                         values["node_id"])  # fmt: skip
 
     async def _serve(self, cache: DistributedCache, opened: float) -> None:
         values = self.values
@@ -239,6 +245,13 @@ class Node:
         last = first
         leader_seen: int | None = None
         while True:
+            if cache.failure is not None:
+                log.error("node %d failed: %s; stopping (exit status %d). Acknowledged writes "
+                          "are on disk; start the node again once the cause is fixed",
+                          node_id, cache.failure, EXIT_FAILED)  # fmt: skip
+                self.exit_code = EXIT_FAILED
+                self.stop.set()
+                return
             status = cache.cluster_status()
             if not replayed and status["applied_index"] >= target:
                 replayed = True

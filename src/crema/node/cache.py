@@ -282,6 +282,16 @@ class DistributedCache:
         """The term of the entry at the applied index."""
         return self._replica.sm.applied_term
 
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the node stopped working (a WAL write or fsync failed, ...), or None.
+
+        A failed node refuses every request (``ShutdownError``) and must be
+        shut down and started again once the cause (a full disk, say) is fixed;
+        ``cluster_status()["failure"]`` has the same as text.
+        """
+        return self._replica.failure
+
     def is_leader(self) -> bool:
         """Whether this node is the leader."""
         return self._replica.is_leader()

@@ -217,7 +217,10 @@ class Replica(ReadyHandling):
                 self._fail(exc)
 
     def _fail(self, exc: Exception) -> None:
-        log.exception("node %d: driver loop failed", self.id, exc_info=exc)
+        if isinstance(exc, OSError):  # the disk: one line says it all
+            log.error("node %d: storage failed, the node stops: %s", self.id, exc)
+        else:
+            log.exception("node %d: driver loop failed", self.id, exc_info=exc)
         self.failure = exc
         self._fail_waiters(LeadershipLostError(f"node failed: {exc}"))
         self.closed = True
@@ -245,9 +248,14 @@ class Replica(ReadyHandling):
         await self._sync_idle.wait()
         if self._fsync is not None:
             self._fsync.close()
-        self.storage.sync()
-        self.storage.close()
         self.storage_closed = True
+        if self.failure is not None and isinstance(self.storage, DiskStorage):
+            self.storage.abandon()  # a write failed: what is staged was never acknowledged
+            return
+        try:
+            self.storage.sync()
+        finally:
+            self.storage.close()
 
     def _fail_waiters(self, exc: Exception) -> None:
         lost = LeadershipLostError(f"node {self.id} stopped before the write was confirmed")

@@ -50,6 +50,7 @@ def status_of(replica: Replica, forwarder: Forwarder | None = None) -> dict[str,
         "recovery_snapshot_index": replica.recovery_snapshot_index,
         "recovery_entries_replayed": replica.recovery_entries_replayed,
         "recovery_seconds": replica.recovery_seconds,
+        "failure": None if replica.failure is None else _describe(replica.failure),
     }
 
 
@@ -61,3 +62,8 @@ def histograms_of(replica: Replica) -> dict[str, Histogram]:
     if isinstance(storage, DiskStorage):
         out["wal_fsync_seconds"] = storage.fsync_latency
     return out
+
+
+def _describe(exc: BaseException) -> str:
+    """``"OSError: [Errno 28] No space left on device"``."""
+    return f"{type(exc).__name__}: {exc}"

@@ -178,7 +178,9 @@ def _histogram(name: str, documentation: str, hist: Histogram) -> HistogramMetri
 
 
 def health(status: Mapping[str, Any]) -> tuple[bool, str]:
-    """Whether the node is healthy (a leader known, applied close to commit), and why."""
+    """Whether the node is healthy (working, a leader known, applied close to commit), and why."""
+    if status.get("failure"):
+        return False, f"node failed: {status['failure']}"
     if status.get("leader_id") is None:
         return False, "no leader known"
     lag = int(status.get("commit_index", 0)) - int(status.get("applied_index", 0))

@@ -23,6 +23,7 @@ fsyncs when ``batch_interval`` has passed since the last fsync; call
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -435,6 +436,21 @@ class DiskStorage:
             self._writer.close()
             self._reader.close()
             os.close(self._lock_fd)
+
+    def abandon(self) -> None:
+        """Release the files without writing what is staged (after a write or fsync failed).
+
+        Nothing staged was acknowledged (every acknowledgement follows an
+        fsync), so dropping it is safe; recovery cuts a torn record the failed
+        write may have left. Errors while closing are ignored.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for close in (self._writer.close, self._reader.close):
+            with contextlib.suppress(OSError):
+                close()
+        os.close(self._lock_fd)
 
     def __enter__(self) -> DiskStorage:
         return self

@@ -259,9 +259,15 @@ class SegmentWriter:
 
 
 def _write_at(fd: int, data: bytes | bytearray, offset: int) -> None:
-    """Write all of ``data`` at ``offset`` (a short write is continued)."""
-    view = memoryview(data)
-    while view:
-        done = os.pwrite(fd, view, offset)
-        view = view[done:]
-        offset += done
+    """Write all of ``data`` at ``offset`` (a short write is continued).
+
+    Views of ``data`` are released even when a write fails (ENOSPC, EIO): a
+    view left in the traceback would keep a staging ``bytearray`` from growing.
+    """
+    done = os.pwrite(fd, data, offset)
+    if done == len(data):
+        return
+    with memoryview(data) as whole:
+        while done < len(whole):
+            with whole[done:] as rest:
+                done += os.pwrite(fd, rest, offset + done)
