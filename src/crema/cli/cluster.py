@@ -30,6 +30,25 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--password", default=None, help="the node's requirepass, if set")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for the reply (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--tls", action="store_true",
+                        help="connect with TLS (to a node with --client-tls-cert)")  # fmt: skip
+    parser.add_argument("--tls-ca", default=None, metavar="FILE",
+                        help="PEM CA bundle to verify the node's certificate with "
+                             "(implies --tls; default: the system's)")  # fmt: skip
+    parser.add_argument("--tls-cert", default=None, metavar="FILE",
+                        help="PEM client certificate, for a node with --client-tls-ca")  # fmt: skip
+    parser.add_argument("--tls-key", default=None, metavar="FILE",
+                        help="PEM private key of --tls-cert")  # fmt: skip
+
+
+def _tls_options(args: argparse.Namespace) -> dict[str, Any]:
+    """redis-py keyword arguments for the ``--tls*`` options (empty: plain TCP)."""
+    if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key):
+        return {}
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise _FailedError(EXIT_USAGE, "--tls-cert and --tls-key go together")
+    return {"ssl": True, "ssl_ca_certs": args.tls_ca, "ssl_certfile": args.tls_cert,
+            "ssl_keyfile": args.tls_key}  # fmt: skip
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,7 +99,7 @@ def _call(args: argparse.Namespace, *command: str | int) -> Any:
     except ConfigError as exc:
         raise _FailedError(EXIT_USAGE, str(exc)) from None
     client = redis.Redis(host, port, password=args.password, socket_timeout=args.timeout,
-                         socket_connect_timeout=5)  # fmt: skip
+                         socket_connect_timeout=5, **_tls_options(args))  # fmt: skip
     try:
         return client.execute_command(*command)  # type: ignore[no-untyped-call]
     except redis.ConnectionError as exc:

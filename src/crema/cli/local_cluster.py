@@ -66,6 +66,8 @@ class ServeNode:
     args: list[str]
     proc: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    client_options: dict[str, Any] = field(default_factory=dict)
+    """redis-py keyword arguments for :meth:`client` (TLS settings, say)."""
 
     @property
     def log_path(self) -> Path:
@@ -74,7 +76,7 @@ class ServeNode:
     def client(self, **kwargs: Any) -> redis.Redis:
         """A redis-py client to this node."""
         kwargs.setdefault("socket_timeout", 30)
-        return redis.Redis(port=self.client_port, **kwargs)
+        return redis.Redis(port=self.client_port, **{**self.client_options, **kwargs})
 
     def start(self) -> None:
         """Spawn the process (its output appended to :attr:`log_path`)."""

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -25,6 +26,7 @@ from crema.cli.serve_config import (
     SettingError,
     add_arguments,
     cache_config,
+    client_ssl,
     environment,
     resolve,
     transport_config,
@@ -68,6 +70,7 @@ def run_serve(args: argparse.Namespace) -> int:
         values = resolve(args, environment())
         config = cache_config(values)
         transport = transport_config(values)
+        tls = client_ssl(values)
         runner = loop_runner(values["event_loop"])
     except SettingError as exc:
         print(f"crema serve: error: {exc}", file=sys.stderr)
@@ -77,7 +80,7 @@ def run_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
-    node = Node(values)
+    node = Node(values, tls)
     try:
         runner(node.run(config, transport))
     except SettingError as exc:
@@ -123,8 +126,9 @@ def checkpoint_reply(info: Any) -> dict[str, Any]:
 class Node:
     """One running ``crema serve`` process: node, RESP server, admin endpoint, event log."""
 
-    def __init__(self, values: Mapping[str, Any]) -> None:
+    def __init__(self, values: Mapping[str, Any], client_tls: ssl.SSLContext | None = None) -> None:
         self.values = values
+        self.client_tls = client_tls
         self.stop = asyncio.Event()
         self.cache: DistributedCache | None = None
         self.started = time.monotonic()
@@ -181,6 +185,7 @@ class Node:
             on_shutdown=self.stop.set,
             on_checkpoint=checkpoint,
             membership=MembershipOps(cache.add_node, cache.remove_node, cache.transfer_leadership),
+            ssl_context=self.client_tls,
         )
         await server.start()
         admin: AdminServer | None = None

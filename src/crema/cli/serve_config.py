@@ -94,6 +94,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("peer_tls_key", "str", None, "PEM private key of --peer-tls-cert (default: none)"),
     Option("peer_tls_ca", "str", None,
            "PEM CA bundle that peer certificates must chain to (default: none)"),
+    Option("client_tls_cert", "str", None,
+           "PEM certificate: Redis clients must then connect with TLS; with --client-tls-key "
+           "(default: none, plain TCP)"),
+    Option("client_tls_key", "str", None, "PEM private key of --client-tls-cert (default: none)"),
+    Option("client_tls_ca", "str", None,
+           "PEM CA bundle: Redis clients must present a certificate that chains to it "
+           "(default: none, no client certificate asked)"),
     Option("cluster_id", "str", "crema", "cluster name, equal on every node (default: crema)"),
     Option("read_mode", "choice", "linearizable",
            "default read mode of new connections (default: linearizable)",
@@ -356,6 +363,34 @@ def transport_config(values: Mapping[str, Any]) -> TransportConfig:
     except (OSError, ssl.SSLError) as exc:
         raise SettingError(f"--peer-tls-cert: cannot load the TLS files: {exc}") from None
     return TransportConfig(server_ssl=server, client_ssl=client)
+
+
+def client_ssl(values: Mapping[str, Any]) -> ssl.SSLContext | None:
+    """The TLS context of the Redis-protocol listener, or None for plain TCP.
+
+    Raises:
+        SettingError: only one of ``--client-tls-cert`` and ``--client-tls-key``
+            given, ``--client-tls-ca`` without them, or a file cannot be loaded.
+    """
+    cert, key, ca = (values.get(n) for n in ("client_tls_cert", "client_tls_key", "client_tls_ca"))
+    if not cert and not key:
+        if ca:
+            raise SettingError("--client-tls-ca: needs --client-tls-cert and --client-tls-key")
+        return None
+    if not cert or not key:
+        missing, given = ("--client-tls-key", "--client-tls-cert") if cert else (
+            "--client-tls-cert", "--client-tls-key")  # fmt: skip
+        raise SettingError(f"{missing}: needed with {given}")
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(cert, key)
+        if ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingError(f"--client-tls-cert: cannot load the TLS files: {exc}") from None
+    return context
 
 
 def environment() -> dict[str, str]:

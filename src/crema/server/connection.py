@@ -109,6 +109,8 @@ class Connection(PlainCommands, asyncio.Protocol):
         state: the server's shared state.
         limits: the parser limits.
         on_closed: called once when the connection is gone.
+        on_opened: called when the connection is made (over TLS: once the
+            handshake succeeded; a failed handshake never opens it).
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class Connection(PlainCommands, asyncio.Protocol):
         state: ServerState,
         limits: ParserLimits,
         on_closed: Callable[[Connection], None],
+        on_opened: Callable[[Connection], None] | None = None,
     ) -> None:
         self._state = state
         self.flush_bytes = FLUSH_BYTES
@@ -127,6 +130,7 @@ class Connection(PlainCommands, asyncio.Protocol):
         self._held_input: list[bytes] | None = None  # see PlainCommands._serve_get_runs
         self._held_size = 0
         self._on_closed = on_closed
+        self._on_opened = on_opened
         self._transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self._slots: deque[Slot] = deque()  # commands whose replies are not out yet
@@ -151,6 +155,8 @@ class Connection(PlainCommands, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self._transport = transport
+        if self._on_opened is not None:
+            self._on_opened(self)
         state = self._state
         state.stats.connections_received += 1
         if len(state.clients) >= state.max_clients:

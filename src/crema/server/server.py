@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 
 from crema.errors import ConfigError
 from crema.server.backend import Backend
@@ -63,6 +64,7 @@ class RespServer:
         max_bulk_len: longest bulk string accepted in a request.
         max_multibulk_len: most arguments in one request.
         max_inline_len: longest inline request (and length line).
+        ssl_context: serve TLS with this server context (None: plain TCP).
 
     Raises:
         ConfigError: a bad read mode or limit.
@@ -83,6 +85,7 @@ class RespServer:
         max_bulk_len: int = DEFAULT_MAX_BULK_LEN,
         max_multibulk_len: int = DEFAULT_MAX_MULTIBULK_LEN,
         max_inline_len: int = DEFAULT_MAX_INLINE_LEN,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if read_mode not in READ_MODES:
             raise ConfigError("read_mode", f"must be one of {', '.join(READ_MODES)}")
@@ -97,6 +100,7 @@ class RespServer:
             max_multibulk_len=max_multibulk_len,
             max_inline_len=max_inline_len,
         )
+        self._ssl = ssl_context
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
 
@@ -126,11 +130,12 @@ class RespServer:
             raise RuntimeError("server already started")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._new_connection, self.state.host, self.state.port
+            self._new_connection, self.state.host, self.state.port, ssl=self._ssl
         )
         sockname = self._server.sockets[0].getsockname()
         self.state.host, self.state.port = sockname[0], sockname[1]
-        log.info("serving RESP on %s:%d", self.state.host, self.state.port)
+        kind = "RESP over TLS" if self._ssl is not None else "RESP"
+        log.info("serving %s on %s:%d", kind, self.state.host, self.state.port)
 
     async def serve_forever(self) -> None:
         """Start (if needed) and serve until cancelled or stopped."""
@@ -165,6 +170,8 @@ class RespServer:
                 await asyncio.wait_for(server.wait_closed(), 1.0)
 
     def _new_connection(self) -> Connection:
-        connection = Connection(self.state, self._limits, self._connections.discard)
-        self._connections.add(connection)
-        return connection
+        # Tracked from connection_made: over TLS a client whose handshake fails
+        # (plain text on the TLS port, say) is never made, nor ever lost.
+        return Connection(
+            self.state, self._limits, self._connections.discard, self._connections.add
+        )
