@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 from crema.checkpoint import CheckpointConfig, CheckpointManager
 from crema.errors import SnapshotError
 from tests.checkpoint.conftest import metadata
+from tests.tmpfs import mounted_tmpfs
 
 WRITER = textwrap.dedent(
     """
@@ -62,28 +62,11 @@ def test_sigkill_while_writing_leaves_only_valid_snapshots(tmp_path: Path) -> No
     assert not list(manager.directory.glob(".*"))
 
 
-def _mount_tmpfs(target: Path, size: str) -> bool:
-    target.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
-        capture_output=True,
-        check=False,
-    )
-    return result.returncode == 0
-
-
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A small tmpfs mounted for the test (root only; skipped where mounting is impossible)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount_point = tmp_path / "mnt"
-    if not _mount_tmpfs(mount_point, "512k"):
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with mounted_tmpfs(tmp_path / "mnt", "512k") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def _big_entries(n: int) -> list[tuple[bytes, bytes, int | None]]:

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from crema.cli import main
-from crema.cli.local_cluster import ServeNode, free_ports
+from crema.cli.local_cluster import ServeNode, single_node
 from crema.server.backend import LocalBackend
 from crema.server.server import RespServer
 
@@ -36,17 +36,7 @@ def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
 
 
 def _node(tmp: Path, *tls: str, **client_options: object) -> ServeNode:
-    client, peer, admin = free_ports(3)
-    args = [
-        "--node-id", "1",
-        "--client-addr", f"127.0.0.1:{client}",
-        "--peer-addr", f"127.0.0.1:{peer}",
-        "--admin-addr", f"127.0.0.1:{admin}",
-        "--data-dir", str(tmp / "node-1"),
-        "--min-free-bytes", "0",
-        *tls,
-    ]  # fmt: skip
-    return ServeNode(1, client, peer, admin, tmp / "node-1", args, client_options=client_options)
+    return single_node(tmp, *tls, client_options=client_options)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ that after the disk grows the restarted node has every acknowledged write.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import urllib.error
 import urllib.request
@@ -20,7 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from crema.cli.local_cluster import ServeNode, free_ports
+from crema.cli.local_cluster import ServeNode, single_node
+from tests.tmpfs import mounted_tmpfs
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,36 +30,8 @@ VALUE = b"v" * 100_000
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 6 MiB tmpfs (root only; skipped where mounting is impossible)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with mounted_tmpfs(tmp_path / "mnt", "6m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def _node(data: Path, logs: Path) -> ServeNode:
-    """Node 1 with its data in ``data`` and its log file in ``logs`` (not on the full disk)."""
-    client, peer, admin = free_ports(3)
-    args = [
-        "--node-id", "1",
-        "--client-addr", f"127.0.0.1:{client}",
-        "--peer-addr", f"127.0.0.1:{peer}",
-        "--admin-addr", f"127.0.0.1:{admin}",
-        "--data-dir", str(data),
-        "--min-free-bytes", "0",
-        "--raft-write-timeout", "3",
-    ]  # fmt: skip
-    return ServeNode(1, client, peer, admin, logs / "node-1", args)
 
 
 def _health(node: ServeNode) -> int | None:
@@ -73,7 +45,7 @@ def _health(node: ServeNode) -> int | None:
 
 
 def test_a_full_disk_stops_the_node_cleanly_and_loses_nothing(tmp_path: Path, tmpfs: Path) -> None:
-    node = _node(tmpfs / "node-1", tmp_path / "logs")
+    node = single_node(tmp_path / "logs", "--raft-write-timeout", "3", data_dir=tmpfs / "node-1")
     node.start()
     try:
         node.wait_ready()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from crema.storage import DiskStorage, fsync_ticket
 from crema.storage.segment import SECTOR, SegmentScan, list_segments
 from crema.storage.writer import PREALLOCATE_BYTES, _write_at
 from tests.storage.conftest import ents
+from tests.tmpfs import mounted_tmpfs
 
 I = Index  # noqa: E741
 
@@ -162,21 +162,8 @@ def test_no_ticket_when_nothing_is_staged_or_the_policy_is_never(tmp_path: Path)
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 512 KiB tmpfs (root only; skipped where mounting is impossible)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with mounted_tmpfs(tmp_path / "mnt", "512k") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_no_room_to_preallocate_is_not_a_failure(

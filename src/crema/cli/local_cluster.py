@@ -136,6 +136,31 @@ class ServeNode:
         return self.proc.returncode
 
 
+def single_node(
+    directory: Path,
+    *extra_args: str,
+    data_dir: Path | None = None,
+    client_options: dict[str, Any] | None = None,
+) -> ServeNode:
+    """Node 1 alone on free loopback ports (not started).
+
+    Its log file is under ``directory``; its data in ``data_dir`` (default
+    ``directory/node-1``). ``client_options`` go to redis-py in :meth:`ServeNode.client`.
+    """
+    client, peer, admin = free_ports(3)
+    args = [
+        "--node-id", "1",
+        "--client-addr", f"127.0.0.1:{client}",
+        "--peer-addr", f"127.0.0.1:{peer}",
+        "--admin-addr", f"127.0.0.1:{admin}",
+        "--data-dir", str(data_dir or directory / "node-1"),
+        "--min-free-bytes", "0",
+        *extra_args,
+    ]  # fmt: skip
+    return ServeNode(1, client, peer, admin, directory / "node-1", args,
+                     client_options=dict(client_options or {}))  # fmt: skip
+
+
 class LocalCluster:
     """``size`` ``crema serve`` processes on free loopback ports under ``directory``."""
 
