@@ -342,6 +342,18 @@ class CacheConfig:
         """A copy whose peers must prove they know ``cluster_secret``."""
         return self._with(cluster_secret=cluster_secret)
 
+    @property
+    def peer_cluster_id(self) -> str:
+        """The cluster identity peers must present in the handshake.
+
+        The entry bound is part of it: replicas with different bounds would
+        evict different keys and drift apart, so such nodes refuse each other
+        (``crema/max-capacity=1000`` is not ``crema``).
+        """
+        if self.max_capacity is None:
+            return self.cluster_id
+        return f"{self.cluster_id}/max-capacity={self.max_capacity}"
+
     def with_cluster_id(self, cluster_id: str) -> CacheConfig:
         """A copy in the cluster named ``cluster_id``."""
         return self._with(cluster_id=cluster_id)

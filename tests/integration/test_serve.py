@@ -27,7 +27,7 @@ import redis
 import redis.asyncio as aioredis
 
 from crema.cli import main
-from crema.cli.local_cluster import LocalCluster, ServeNode, free_ports
+from crema.cli.local_cluster import LocalCluster, ServeNode, free_ports, single_node
 from crema.cli.serve import loop_runner
 from crema.cli.serve_config import SettingError, add_arguments, cache_config, resolve
 from crema.node.runtime import SERVING_GC_THRESHOLDS, tune_gc
@@ -418,3 +418,23 @@ def test_peer_tls_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     finally:
         codes = local.stop_all()
     assert all(code == 0 for code in codes.values()), codes
+
+
+def test_max_capacity_evicts_the_least_recently_written(tmp_path: Path) -> None:
+    node = single_node(tmp_path, "--max-capacity", "100")
+    node.start()
+    try:
+        node.wait_ready()
+        with node.client() as client:
+            for i in range(150):
+                client.set(f"k{i}", i)
+            client.set("k0", "again")  # written last: the newest entry
+            client.set("k150", 150)
+            assert client.dbsize() == 100
+            assert client.get("k0") == b"again"
+            assert client.get("k150") == b"150"
+            assert client.exists("k1", "k51") == 0  # the oldest writes went first
+            assert client.exists("k52", "k149") == 2
+        assert node.status()["max_capacity"] == 100
+    finally:
+        assert node.terminate() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any, cast
 
@@ -204,3 +205,34 @@ def test_interrupted_snapshot_transfer_is_refused_and_cleaned_up(tmp_path: Path)
         await receiver.stop()
 
     asyncio.run(main())
+
+
+def test_nodes_with_different_entry_bounds_refuse_each_other(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Different bounds would evict differently and drift apart: the handshake says no."""
+    seeds = seeds_for(3)
+
+    async def main() -> None:
+        nodes = {
+            i: await start(node_config(i, seeds, tmp_path).with_max_capacity(100)) for i in (1, 2)
+        }
+        nodes[3] = odd = await start(node_config(3, seeds, tmp_path))
+        try:
+            await wait_leader({i: nodes[i] for i in (1, 2)})
+            refusal = "wrong cluster id 'crema/max-capacity=100' (this node: 'crema')"
+            await wait_until(lambda: refusal in caplog.text, what="node 3 refusing the others")
+            assert not any(odd.transport.is_connected(i) for i in (1, 2))
+            assert nodes[1].cluster_status()["max_capacity"] == 100
+        finally:
+            await stop_all(nodes)
+
+    with caplog.at_level(logging.WARNING, logger="crema.transport"):
+        asyncio.run(main())
+
+
+def test_peer_cluster_id_carries_the_entry_bound(tmp_path: Path) -> None:
+    base = node_config(1, seeds_for(1), tmp_path)
+    assert base.peer_cluster_id == "crema"
+    assert base.with_max_capacity(5).peer_cluster_id == "crema/max-capacity=5"
+    assert base.with_cluster_id("x").with_max_capacity(5).peer_cluster_id == "x/max-capacity=5"

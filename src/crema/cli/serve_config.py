@@ -75,6 +75,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("checkpoint_max_snapshots", "int", 5, "snapshot files kept (default: 5)"),
     Option("checkpoint_auto_recover", "bool", True,
            "restore from the newest snapshot on start (default: true)"),
+    Option("max_capacity", "int", None,
+           "most entries kept; a write beyond it evicts the least recently written "
+           "(equal on every node; default: none, unbounded)"),
     Option("min_free_bytes", "int", 64 << 20,
            "skip a snapshot unless this much disk stays free (default: 67108864)"),
     Option("raft_tick_ms", "int", 50, "milliseconds per Raft tick (default: 50)"),
@@ -125,6 +128,7 @@ _FIELD_TO_OPTION = {
     "trailing_entries": "raft_trailing_entries", "write_timeout": "raft_write_timeout",
     "fsync": "raft_fsync", "cluster_secret": "cluster_secret", "cluster_id": "cluster_id",
     "min_free_bytes": "min_free_bytes", "read_mode": "read_mode", "max_clients": "max_clients",
+    "max_capacity": "max_capacity",
 }  # fmt: skip
 
 
@@ -331,6 +335,7 @@ def cache_config(values: Mapping[str, Any]) -> CacheConfig:
             cluster_secret=values["cluster_secret"],
             cluster_id=values["cluster_id"],
             min_free_bytes=values["min_free_bytes"],
+            max_capacity=values["max_capacity"],
         )
     except ConfigError as exc:
         option = BY_NAME.get(_FIELD_TO_OPTION.get(exc.field, ""))

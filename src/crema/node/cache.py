@@ -70,7 +70,7 @@ def _make_transport(
         config.node_id,
         config.addr,
         peers,
-        config.cluster_id,
+        config.peer_cluster_id,
         config.cluster_secret,
         on_message,
         config=transport_config or TransportConfig(),

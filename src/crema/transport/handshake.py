@@ -115,7 +115,7 @@ class DialerHandshake:
             raise RuntimeError(f"receive_ack() in state {self._state}")
         self._state = "failed"
         if ack.cluster_id != self.cluster_id:
-            raise HandshakeError("wrong cluster id")
+            raise HandshakeError(_wrong_cluster(ack.cluster_id, self.cluster_id))
         if ack.frm != self.peer_id or ack.to != self.node_id:
             raise HandshakeError(f"expected node {self.peer_id}, answered by node {ack.frm}")
         if hmac.compare_digest(ack.nonce, self._nonce):
@@ -180,7 +180,7 @@ class AcceptorHandshake:
         if hello.version != WIRE_VERSION:
             raise HandshakeError(f"unsupported protocol version {hello.version}")
         if hello.cluster_id != self.cluster_id:
-            raise HandshakeError("wrong cluster id")
+            raise HandshakeError(_wrong_cluster(hello.cluster_id, self.cluster_id))
         if hello.to != self.node_id:
             raise HandshakeError(f"dialer wants node {hello.to}, this is node {self.node_id}")
         if hello.frm == self.node_id or not self._is_known_peer(hello.frm):
@@ -208,3 +208,8 @@ class AcceptorHandshake:
         return transcript_mac(
             secret, tag, self.cluster_id, h.frm, self.node_id, h.nonce, self._nonce, h.lane
         )
+
+
+def _wrong_cluster(theirs: object, ours: str) -> str:
+    """The refusal naming both cluster ids (the peer's cut to 80 characters)."""
+    return f"wrong cluster id {str(theirs)[:80]!r} (this node: {ours!r})"
