@@ -11,8 +11,10 @@ import argparse
 import asyncio
 import gc
 import json
+import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,7 +32,7 @@ from crema.cli import main
 from crema.cli.local_cluster import LocalCluster, ServeNode, free_ports, single_node
 from crema.cli.serve import loop_runner
 from crema.cli.serve_config import SettingError, add_arguments, cache_config, resolve
-from crema.node.runtime import SERVING_GC_THRESHOLDS, tune_gc
+from crema.node.runtime import SERVING_GC_THRESHOLDS, fit_max_clients, tune_gc
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -436,5 +438,48 @@ def test_max_capacity_evicts_the_least_recently_written(tmp_path: Path) -> None:
             assert client.exists("k1", "k51") == 0  # the oldest writes went first
             assert client.exists("k52", "k149") == 2
         assert node.status()["max_capacity"] == 100
+    finally:
+        assert node.terminate() == 0
+
+
+def test_fit_max_clients_raises_the_soft_limit_when_it_can() -> None:
+    saved = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = saved[1]
+    if hard != resource.RLIM_INFINITY and hard < 2000:
+        pytest.skip("hard open-files limit too low here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (300, hard))  # the soft one only: reversible
+    try:
+        assert fit_max_clients(1000, 2) == 1000
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + 64 + 8
+        assert fit_max_clients(5, 0) == 5  # fits already: nothing changes
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, saved)
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="prlimit (util-linux) not installed")
+def test_a_low_open_files_limit_caps_clients_instead_of_failing(tmp_path: Path) -> None:
+    node = single_node(tmp_path)
+    node.launcher = ["prlimit", "--nofile=200:200", "--"]
+    node.start()
+    try:
+        node.wait_ready()
+        socks = []
+        refused = 0
+        for _ in range(150):  # more than fit in 200 descriptors less the 64 reserved
+            sock = socket.create_connection(("127.0.0.1", node.client_port), timeout=10)
+            socks.append(sock)
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(100)
+            refused += reply.startswith(b"-ERR max number of clients reached")
+            assert reply in (b"+PONG\r\n", b"-ERR max number of clients reached\r\n"), reply
+        assert refused == 150 - 136
+        for sock in socks:
+            sock.close()
+        with node.client() as client:  # still serving, and writing its WAL
+            for i in range(50):
+                assert client.set(f"fd{i}", "x") is True
+        log = node.log_path.read_text()
+        assert "serving at most 136 clients instead of 10000" in log
+        assert "Too many open files" not in log
     finally:
         assert node.terminate() == 0

@@ -68,6 +68,8 @@ class ServeNode:
     extra_env: dict[str, str] = field(default_factory=dict)
     client_options: dict[str, Any] = field(default_factory=dict)
     """redis-py keyword arguments for :meth:`client` (TLS settings, say)."""
+    launcher: list[str] = field(default_factory=list)
+    """A command the process runs under (``["prlimit", "--nofile=200"]``, say)."""
 
     @property
     def log_path(self) -> Path:
@@ -83,7 +85,7 @@ class ServeNode:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(  # the child inherits the log file
-                [sys.executable, "-m", "crema", "serve", *self.args],
+                [*self.launcher, sys.executable, "-m", "crema", "serve", *self.args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

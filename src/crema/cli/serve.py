@@ -34,7 +34,7 @@ from crema.cli.serve_config import (
 from crema.config import CacheConfig
 from crema.errors import CremaError
 from crema.node import DistributedCache
-from crema.node.runtime import loop_factory, loop_name, tune_gc
+from crema.node.runtime import fit_max_clients, loop_factory, loop_name, tune_gc
 from crema.server.admin import AdminServer
 from crema.server.server import RespServer
 from crema.server.session import MembershipOps
@@ -181,7 +181,7 @@ class Node:
             port,
             requirepass=values["requirepass"],
             read_mode=values["read_mode"],
-            max_clients=values["max_clients"],
+            max_clients=fit_max_clients(values["max_clients"], len(values["peers"])),
             on_shutdown=self.stop.set,
             on_checkpoint=checkpoint,
             membership=MembershipOps(cache.add_node, cache.remove_node, cache.transfer_leadership),

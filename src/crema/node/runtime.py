@@ -10,9 +10,23 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import logging
 from collections.abc import Callable
 
-__all__ = ["LOOP_CHOICES", "SERVING_GC_THRESHOLDS", "loop_factory", "loop_name", "tune_gc"]
+__all__ = [
+    "LOOP_CHOICES",
+    "SERVING_GC_THRESHOLDS",
+    "fit_max_clients",
+    "loop_factory",
+    "loop_name",
+    "tune_gc",
+]
+
+log = logging.getLogger("crema.serve")
+
+RESERVED_FDS = 64
+"""File descriptors kept for everything but clients: the WAL and its lock,
+snapshot files, the admin endpoint, the loop's own (plus 4 per peer)."""
 
 LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 """Values of the ``--event-loop`` options."""
@@ -62,3 +76,37 @@ def tune_gc(thresholds: tuple[int, int, int] = SERVING_GC_THRESHOLDS) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*thresholds)
+
+
+def fit_max_clients(max_clients: int, peers: int) -> int:
+    """``max_clients``, or fewer if the open-files limit cannot fit them.
+
+    Like Redis, the soft ``RLIMIT_NOFILE`` is raised (up to the hard limit)
+    to make room for every client plus :data:`RESERVED_FDS` and 4 per peer;
+    if it cannot be, the client limit shrinks to what fits, with a warning.
+    Otherwise a flood of clients would exhaust the descriptors the node
+    needs for its WAL segments, snapshots and peer connections.
+    """
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+    except ImportError:  # pragma: no cover - Windows: no such limit to fit
+        return max_clients
+    reserved = RESERVED_FDS + 4 * peers
+    want = max_clients + reserved
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.debug("cannot raise the open files limit to %d: %s", target, exc)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        fitted = max(1, soft - reserved)
+        log.warning(
+            "open files limit is %d: serving at most %d clients instead of %d "
+            "(raise it with ulimit -n or LimitNOFILE=)",
+            soft, fitted, max_clients,
+        )  # fmt: skip
+        return fitted
+    return max_clients
