@@ -4,8 +4,10 @@ Every peer link goes through a loopback proxy the test controls
 (:mod:`tests.integration.netproxy`). While redis-py clients SET, DEL and
 (linearizable) GET a few keys through every node, a nemesis isolates the
 leader, isolates a follower, cuts links one way only, black-holes or resets
-connections, and SIGKILLs and restarts nodes. Afterwards the network heals
-and the test checks:
+connections, and SIGKILLs and restarts nodes (the killed follower stays down
+until the leader compacted its log past it, so it catches up by installing
+a snapshot while clients use it). Afterwards the network heals and the test
+checks:
 
 * the recorded history is linearizable (a write answered ``-TRYAGAIN`` is
   left out, as definitely not applied; one answered ``-UNKNOWN``, or whose
@@ -30,6 +32,8 @@ from typing import Any, cast
 import pytest
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from crema.cli.local_cluster import ServeNode, free_ports
 from tests.integration.netproxy import Network
@@ -41,6 +45,8 @@ KEYS = [f"k{i}" for i in range(4)]
 CLIENTS = 6
 FAULT_SECONDS = 2.5
 WRITE_TIMEOUT = "2"
+LOG_THRESHOLD = 300  # a snapshot every 300 entries ...
+TRAILING = 50  # ... and the log compacted to 50 entries before it
 SEED = int(os.environ.get("CREMA_CHAOS_SEED", "1234"))
 """The nemesis's choices (the fault order, victims, black hole or reset)."""
 
@@ -68,8 +74,8 @@ class Cluster:
                 "--raft-tick-ms", "20",
                 "--raft-election-ticks", "10",
                 "--raft-write-timeout", WRITE_TIMEOUT,
-                "--checkpoint-log-threshold", "300",
-                "--raft-trailing-entries", "50",
+                "--checkpoint-log-threshold", str(LOG_THRESHOLD),
+                "--raft-trailing-entries", str(TRAILING),
             ]  # fmt: skip
             node = ServeNode(i, ports[i - 1], self.peer_ports[i], ports[6 + i - 1], data, args)
             self.nodes[i] = node
@@ -114,8 +120,13 @@ class Workload:
 
     async def client(self, cid: int) -> None:
         rng = random.Random(cid)
-        conns = {
-            i: aioredis.Redis(port=n.client_port, socket_timeout=6, socket_connect_timeout=2)
+        conns = {  # no retries inside redis-py: every attempt is one operation in the history
+            i: aioredis.Redis(
+                port=n.client_port,
+                socket_timeout=6,
+                socket_connect_timeout=2,
+                retry=Retry(NoBackoff(), 0),
+            )
             for i, n in self.cluster.nodes.items()
         }
         try:
@@ -191,6 +202,8 @@ async def nemesis(cluster: Cluster, work: Workload, rng: random.Random) -> list[
             victim.kill()
         done.append(f"{fault}({leader}->{follower},{mode})")
         await asyncio.sleep(FAULT_SECONDS)
+        if fault == "kill-follower":  # down until the leader compacted past it: an install
+            await _advance(cluster, leader, 2 * LOG_THRESHOLD + TRAILING)
         net.heal()
         for node in cluster.nodes.values():
             if not node.running():
@@ -201,7 +214,33 @@ async def nemesis(cluster: Cluster, work: Workload, rng: random.Random) -> list[
         while len(work.acked) < acked + 10:  # the cluster serves again before the next fault
             assert time.monotonic() < deadline, (done, work.outcomes)
             await asyncio.sleep(0.05)
+        if fault == "kill-follower":  # it caught up by installing the leader's snapshot
+            await _installed(cluster, follower)
     return done
+
+
+async def _advance(cluster: Cluster, leader: int, entries: int, timeout: float = 60.0) -> None:
+    """Wait until the leader's commit index has moved ``entries`` past where it is now."""
+    node = cluster.nodes[leader]
+    start = (await asyncio.to_thread(cluster.status, node) or {}).get("commit_index", 0)
+    deadline = time.monotonic() + timeout
+    while True:
+        status = await asyncio.to_thread(cluster.status, node)
+        if status is not None and status["commit_index"] >= start + entries:
+            return
+        assert time.monotonic() < deadline, f"the leader committed too little: {status}"
+        await asyncio.sleep(0.1)
+
+
+async def _installed(cluster: Cluster, node_id: int, timeout: float = 30.0) -> None:
+    """Wait until the restarted node ``node_id`` has installed a snapshot from the leader."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = await asyncio.to_thread(cluster.status, cluster.nodes[node_id])
+        if status is not None and status["snapshots_installed"] >= 1:
+            return
+        assert time.monotonic() < deadline, f"node {node_id} installed no snapshot: {status}"
+        await asyncio.sleep(0.1)
 
 
 async def converged(cluster: Cluster, timeout: float = 30.0) -> dict[str, bytes | None]:
