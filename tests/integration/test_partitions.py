@@ -4,7 +4,8 @@ Every peer link goes through a loopback proxy the test controls
 (:mod:`tests.integration.netproxy`). While redis-py clients SET, DEL and
 (linearizable) GET a few keys through every node, a nemesis isolates the
 leader, isolates a follower, cuts links one way only, black-holes or resets
-connections, and SIGKILLs and restarts nodes (the killed follower stays down
+connections, pauses the leader (SIGSTOP, then SIGCONT), and SIGKILLs and
+restarts nodes (the killed follower stays down
 until the leader compacted its log past it, so it catches up by installing
 a snapshot while clients use it). Afterwards the network heals and the test
 checks:
@@ -25,6 +26,7 @@ import itertools
 import math
 import os
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -185,7 +187,8 @@ class Workload:
 async def nemesis(cluster: Cluster, work: Workload, rng: random.Random) -> list[str]:
     """Run each kind of fault once, in a random order, healing in between."""
     net, done = cluster.net, []
-    faults = ["isolate-leader", "isolate-follower", "one-way", "kill-leader", "kill-follower"]
+    faults = ["isolate-leader", "isolate-follower", "one-way", "kill-leader", "kill-follower",
+              "pause-leader"]  # fmt: skip
     rng.shuffle(faults)
     for fault in faults:
         leader = await cluster.leader()
@@ -197,6 +200,8 @@ async def nemesis(cluster: Cluster, work: Workload, rng: random.Random) -> list[
             net.isolate(follower, mode)
         elif fault == "one-way":  # the leader hears the follower, not the other way round
             net.cut_one_way(leader, follower, mode)
+        elif fault == "pause-leader":  # SIGSTOP: a long pause, then it wakes up as it was
+            cluster.nodes[leader].signal(signal.SIGSTOP)
         else:
             victim = cluster.nodes[leader if fault == "kill-leader" else follower]
             victim.kill()
@@ -205,6 +210,8 @@ async def nemesis(cluster: Cluster, work: Workload, rng: random.Random) -> list[
         if fault == "kill-follower":  # down until the leader compacted past it: an install
             await _advance(cluster, leader, 2 * LOG_THRESHOLD + TRAILING)
         net.heal()
+        if fault == "pause-leader":
+            cluster.nodes[leader].signal(signal.SIGCONT)
         for node in cluster.nodes.values():
             if not node.running():
                 await asyncio.to_thread(node.start)
@@ -298,6 +305,7 @@ def test_partitions_and_crashes_keep_the_history_linearizable(tmp_path: Path) ->
             assert all(v is None or v.decode() in written for v in final.values()), final
         finally:
             for node in cluster.nodes.values():
+                node.signal(signal.SIGCONT)  # in case the test failed while one was paused
                 await asyncio.to_thread(node.terminate)
             await cluster.net.close()
 

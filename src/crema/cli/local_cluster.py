@@ -117,6 +117,11 @@ class ServeNode:
             time.sleep(0.05)
         raise TimeoutError(f"node {self.node_id} did not answer PING in {timeout} s")
 
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process if it is running (SIGSTOP, SIGCONT, ...)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signum)
+
     def kill(self) -> None:
         """SIGKILL the process and reap it."""
         if self.proc is not None and self.proc.poll() is None:
