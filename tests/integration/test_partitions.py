@@ -5,7 +5,7 @@ Every peer link goes through a loopback proxy the test controls
 (linearizable) GET a few keys through every node, a nemesis isolates the
 leader, isolates a follower, cuts links one way only, black-holes or resets
 connections, pauses the leader (SIGSTOP, then SIGCONT), and SIGKILLs and
-restarts nodes (the killed follower stays down
+restarts nodes, once all three at once (the killed follower stays down
 until the leader compacted its log past it, so it catches up by installing
 a snapshot while clients use it). Afterwards the network heals and the test
 checks:
@@ -188,7 +188,7 @@ async def nemesis(cluster: Cluster, work: Workload, rng: random.Random) -> list[
     """Run each kind of fault once, in a random order, healing in between."""
     net, done = cluster.net, []
     faults = ["isolate-leader", "isolate-follower", "one-way", "kill-leader", "kill-follower",
-              "pause-leader"]  # fmt: skip
+              "pause-leader", "kill-all"]  # fmt: skip
     rng.shuffle(faults)
     for fault in faults:
         leader = await cluster.leader()
@@ -202,6 +202,9 @@ async def nemesis(cluster: Cluster, work: Workload, rng: random.Random) -> list[
             net.cut_one_way(leader, follower, mode)
         elif fault == "pause-leader":  # SIGSTOP: a long pause, then it wakes up as it was
             cluster.nodes[leader].signal(signal.SIGSTOP)
+        elif fault == "kill-all":  # every process at once (the OS keeps what they wrote)
+            for node in cluster.nodes.values():
+                node.kill()
         else:
             victim = cluster.nodes[leader if fault == "kill-leader" else follower]
             victim.kill()
