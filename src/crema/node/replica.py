@@ -217,8 +217,9 @@ class Replica(ReadyHandling):
                 self._fail(exc)
 
     def _fail(self, exc: Exception) -> None:
-        if isinstance(exc, OSError):  # the disk: one line says it all
+        if isinstance(exc, OSError):  # the disk: one line says it all (the trace at debug)
             log.error("node %d: storage failed, the node stops: %s", self.id, exc)
+            log.debug("node %d: storage failure", self.id, exc_info=exc)
         else:
             log.exception("node %d: driver loop failed", self.id, exc_info=exc)
         self.failure = exc
