@@ -357,6 +357,15 @@ def ratio_lines(figures: list[Figure]) -> list[str]:
     return lines
 
 
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (for the report's header)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
 def main() -> int:
     """Run every case, print the table and the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -368,7 +377,8 @@ def main() -> int:
             return 1
     began = time.monotonic()
     figures: list[Figure] = []
-    print(f"load average before: {os.getloadavg()}")
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}, "
+          f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="crema-resp-bench-") as name:
         tmp = Path(name)
         figures += bench_redis(tmp, args.scale)
