@@ -15,7 +15,11 @@ checks:
   connection failed, may or may not have taken effect);
 * every write acknowledged with ``OK`` to a unique key is there at the end;
 * the nodes converge: one leader, the same applied index, the same values;
-* progress resumed after every fault (writes were acknowledged late in the run).
+* the cluster serves again after every fault (ten more acknowledged writes
+  before the next one), and the killed follower installed a snapshot.
+
+Clients make one attempt per operation (no retries inside redis-py), so each
+recorded operation is exactly what the server was asked once.
 """
 
 from __future__ import annotations
