@@ -338,6 +338,11 @@ class RawNode:
             early_messages=early,
         )
 
+    def _leads_durably(self) -> bool:
+        """Whether this node leads with its term and vote persisted (the last Ready's)."""
+        raft, prev = self.raft, self._prev_hard
+        return raft.role is Role.LEADER and raft.term == prev.term and raft.vote == prev.vote
+
     def take_early_messages(self, hold_commit: bool = False) -> list[Message]:
         """A leader's appends and heartbeats that may go out before the pending Ready is done.
 
@@ -351,10 +356,9 @@ class RawNode:
         Args:
             hold_commit: as for :meth:`has_ready`.
         """
-        raft = self.raft
-        prev = self._prev_hard
-        if raft.role is not Role.LEADER or raft.term != prev.term or raft.vote != prev.vote:
+        if not self._leads_durably():
             return []
+        raft = self.raft
         self._flush(hold_commit)
         msgs = raft.msgs
         count = 0
@@ -384,10 +388,9 @@ class RawNode:
                 OS): entries beyond it wait for the Ready that writes them, so
                 that the commit index the runtime records never passes the log.
         """
-        raft = self.raft
-        prev = self._prev_hard
-        if raft.role is not Role.LEADER or raft.term != prev.term or raft.vote != prev.vote:
+        if not self._leads_durably():
             return [], []
+        raft = self.raft
         log = raft.log
         committed: list[Entry] = []
         hi = min(int(log.committed), written)

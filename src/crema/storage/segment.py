@@ -209,10 +209,13 @@ class SegmentScan:
         crc32 = zlib.crc32
         while pos < size:
             self.end = pos
-            if size - pos < HEADER_SIZE or crc32(view[pos : pos + 12]) != unpack(data, pos)[3]:
+            if size - pos < HEADER_SIZE:
                 self._bad_header(pos)
                 return
-            length, kind, payload_crc, _ = unpack(data, pos)
+            length, kind, payload_crc, header_crc = unpack(data, pos)
+            if crc32(view[pos : pos + 12]) != header_crc:
+                self._bad_header(pos)
+                return
             end = pos + HEADER_SIZE + length
             if length > MAX_PAYLOAD:
                 self._fail(pos, f"record length {length} exceeds {MAX_PAYLOAD}", torn=False)

@@ -211,9 +211,7 @@ class SegmentWriter:
         if self.durable:
             started = time.perf_counter()
             _datasync(self._fd)
-            self.fsync_latency.observe(time.perf_counter() - started)
-            self.fsyncs += 1
-            self._last_fsync = self._clock()
+            self._count_fsync(time.perf_counter() - started)
         self._advance(self.staged_seq)
         return self.durable_seq
 
@@ -238,12 +236,15 @@ class SegmentWriter:
 
     def end_sync(self, ticket: SyncTicket) -> int:
         """Record a ticket's fsync as done (it succeeded). Returns ``durable_seq``."""
-        self.fsync_latency.observe(ticket.seconds)
-        self.fsyncs += 1
-        self._last_fsync = self._clock()
+        self._count_fsync(ticket.seconds)
         if ticket.seq > self.durable_seq:  # a roll meanwhile may have gone further
             self._advance(ticket.seq)
         return self.durable_seq
+
+    def _count_fsync(self, seconds: float) -> None:
+        self.fsync_latency.observe(seconds)
+        self.fsyncs += 1
+        self._last_fsync = self._clock()
 
     def _advance(self, seq: int) -> None:
         self.durable_seq = seq
