@@ -248,22 +248,13 @@ class Forwarder:
             else:
                 proposed.append((position, *outcome))
 
-        def answer(_: object = None) -> None:
-            # The entries apply in order (or fail together, or time out in order), so
-            # this runs once, from the last one's future; else it waits for the rest.
-            for _, _, fut in proposed:
-                if not fut.done():
-                    fut.add_done_callback(answer)
-                    return
+        def answer() -> None:
             for position, index, fut in proposed:
                 replies[position] = _outcome(fut, index)
             done = [r for r in replies if r is not None]
             self._transport.send(frm, ForwardResp(item.request_id, wire.encode_batch_reply(done)))
 
-        if proposed:
-            proposed[-1][2].add_done_callback(answer)
-        else:
-            answer()
+        _when_all_done([fut for _, _, fut in proposed], answer)
 
     async def stop(self) -> None:
         """Cancel requests being served; fail forwarded ones awaiting a reply."""
@@ -307,20 +298,25 @@ def _fail(futures: list[asyncio.Future[Any]], exc: BaseException) -> None:
 def _forget_when_done(
     table: dict[bytes, Any], key: bytes, futures: list[asyncio.Future[wire.ForwardReply]]
 ) -> None:
-    """Drop ``table[key]`` once every future is done (a reply, a timeout or a failure).
+    """Drop ``table[key]`` once every future is done (a reply, a timeout or a failure)."""
+    _when_all_done(futures, lambda: table.pop(key, None))
 
-    They are settled together (a reply, a failure) or in order (timeouts): one
-    callback on the last, which waits on any other still pending.
+
+def _when_all_done(futures: list[asyncio.Future[Any]], action: Callable[[], object]) -> None:
+    """Run ``action`` once every future is done (at once when there are none).
+
+    They are settled together (a reply, a failure) or in order (applies,
+    timeouts): one callback on the last, which waits on any other still pending.
     """
 
-    def forget(_: object = None) -> None:
+    def check(_: object = None) -> None:
         for fut in futures:
             if not fut.done():
-                fut.add_done_callback(forget)
+                fut.add_done_callback(check)
                 return
-        table.pop(key, None)
+        action()
 
     if futures:
-        futures[-1].add_done_callback(forget)
+        futures[-1].add_done_callback(check)
     else:
-        forget()
+        check()

@@ -19,6 +19,7 @@ import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from crema.errors import NotLeaderError, UnavailableError
 from crema.raft.rawnode import RawNode
@@ -45,10 +46,9 @@ Applied = Callable[[BaseException | None], None]
 
 
 class AppliedWaiters:
-    """Futures resolved, and callbacks called, once the applied index reaches their target."""
+    """Callbacks called, and futures resolved, once the applied index reaches their target."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
         self._calls: list[tuple[int, int, Applied]] = []
         self._seq = itertools.count()
 
@@ -66,32 +66,28 @@ class AppliedWaiters:
     def wait(self, index: int, applied: int) -> asyncio.Future[None]:
         """A future done once ``applied`` reaches ``index`` (done now if it has)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if index <= applied:
-            fut.set_result(None)
-        else:
-            heapq.heappush(self._heap, (index, next(self._seq), fut))
+        self.call_when(index, applied, partial(_settle, fut))
         return fut
 
     def release(self, applied: int) -> None:
-        """Resolve every waiter whose target is at most ``applied``."""
-        heap = self._heap
-        while heap and heap[0][0] <= applied:
-            fut = heapq.heappop(heap)[2]
-            if not fut.done():
-                fut.set_result(None)
+        """Call every callback whose target is at most ``applied``."""
         calls = self._calls
         while calls and calls[0][0] <= applied:
             heapq.heappop(calls)[2](None)
 
     def fail_all(self, exc: BaseException) -> None:
-        """Fail every waiter with ``exc``."""
-        for _, _, fut in self._heap:
-            if not fut.done():
-                fut.set_exception(exc)
-        self._heap.clear()
+        """Call every callback with ``exc``."""
         calls, self._calls = self._calls, []
         for _, _, callback in calls:
             callback(exc)
+
+
+def _settle(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+    if not fut.done():
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)
 
 
 class ReadBatcher:

@@ -300,12 +300,6 @@ class Replica(ReadyHandling):
 
     # -- proposals -----------------------------------------------------------------
 
-    def stamp(self) -> int:
-        """A leader timestamp: never behind the state machine or the last stamp."""
-        stamp = max(self.clock_ms(), self.sm.clock_ms, self._last_stamp)
-        self._last_stamp = stamp
-        return stamp
-
     async def propose_command(self, command: Command) -> tuple[int, Result]:
         """Propose on this node (the leader); return (index, result) once applied.
 
@@ -323,7 +317,7 @@ class Replica(ReadyHandling):
         """
         if self.closed:
             self._check_open()  # raises
-        # stamp(), inline: never behind the state machine or the last stamp
+        # The leader's stamp: never behind the state machine or the last stamp.
         stamp = max(self.clock_ms(), self.sm.clock_ms, self._last_stamp)
         self._last_stamp = stamp
         kept: Set | None = None

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from crema.cache.commands import Set, SetCondition, set_unchecked
 from crema.cache.results import Result
-from crema.cache.store import Entry
+from crema.cache.store import SHARDS, Entry
 from crema.errors import CremaError, ProposalDroppedError
 from crema.server.commands.common import may_retry, result_reply
 from crema.server.commands.dispatch import error_reply
@@ -84,7 +84,7 @@ SET_NAMES = frozenset((b"SET", b"set", b"Set"))
 """Spellings of SET served by :meth:`PlainCommands._plain_set`."""
 
 _ALWAYS = SetCondition.ALWAYS
-_NO_SHARDS: Final[list[dict[bytes, Entry]]] = [{} for _ in range(256)]
+_NO_SHARDS: Final[list[dict[bytes, Entry]]] = [{} for _ in range(SHARDS)]
 """Empty shards: the C helper then only checks that a complete plain GET comes first."""
 _ALL: Final = sys.maxsize  # no bound on a run's count but the helper's own per call
 
