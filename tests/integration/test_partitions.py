@@ -41,7 +41,7 @@ from redis import exceptions as rexc
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from crema.cli.local_cluster import ServeNode, free_ports
+from crema.cli.local_cluster import ServeNode, free_ports, serve_node
 from tests.integration.netproxy import Network
 from tests.sim.linearizability import Operation, check_history
 
@@ -67,24 +67,17 @@ class Cluster:
         self.net = Network(self.peer_ports, ports[9:])
         self.nodes: dict[int, ServeNode] = {}
         for i in ids:
-            data = tmp / f"node-{i}"
-            args = [
-                "--node-id", str(i),
-                "--client-addr", f"127.0.0.1:{ports[i - 1]}",
-                "--peer-addr", f"127.0.0.1:{self.peer_ports[i]}",
-                "--admin-addr", f"127.0.0.1:{ports[6 + i - 1]}",
+            node_ports = (ports[i - 1], self.peer_ports[i], ports[6 + i - 1])
+            self.nodes[i] = serve_node(
+                i, node_ports, tmp / f"node-{i}",
                 "--peers", self.net.seeds_of(i, self.peer_ports),
-                "--data-dir", str(data),
                 "--cluster-secret", "partition-test",
-                "--min-free-bytes", "0",
                 "--raft-tick-ms", "20",
                 "--raft-election-ticks", "10",
                 "--raft-write-timeout", WRITE_TIMEOUT,
                 "--checkpoint-log-threshold", str(LOG_THRESHOLD),
                 "--raft-trailing-entries", str(TRAILING),
-            ]  # fmt: skip
-            node = ServeNode(i, ports[i - 1], self.peer_ports[i], ports[6 + i - 1], data, args)
-            self.nodes[i] = node
+            )  # fmt: skip
 
     def status(self, node: ServeNode) -> dict[str, Any] | None:
         try:

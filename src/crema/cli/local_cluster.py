@@ -143,6 +143,33 @@ class ServeNode:
         return self.proc.returncode
 
 
+def serve_node(
+    node_id: int,
+    ports: tuple[int, int, int],
+    home: Path,
+    *extra_args: str,
+    data_dir: Path | None = None,
+    client_options: dict[str, Any] | None = None,
+) -> ServeNode:
+    """A ``crema serve`` node on loopback ``ports`` (client, peer, admin), not started.
+
+    ``home`` holds its data unless ``data_dir`` is given; its log file is
+    next to ``home``. ``client_options`` go to redis-py in :meth:`ServeNode.client`.
+    """
+    client, peer, admin = ports
+    args = [
+        "--node-id", str(node_id),
+        "--client-addr", f"127.0.0.1:{client}",
+        "--peer-addr", f"127.0.0.1:{peer}",
+        "--admin-addr", f"127.0.0.1:{admin}",
+        "--data-dir", str(data_dir or home),
+        "--min-free-bytes", "0",
+        *extra_args,
+    ]  # fmt: skip
+    return ServeNode(node_id, client, peer, admin, home, args,
+                     client_options=dict(client_options or {}))  # fmt: skip
+
+
 def single_node(
     directory: Path,
     *extra_args: str,
@@ -155,17 +182,8 @@ def single_node(
     ``directory/node-1``). ``client_options`` go to redis-py in :meth:`ServeNode.client`.
     """
     client, peer, admin = free_ports(3)
-    args = [
-        "--node-id", "1",
-        "--client-addr", f"127.0.0.1:{client}",
-        "--peer-addr", f"127.0.0.1:{peer}",
-        "--admin-addr", f"127.0.0.1:{admin}",
-        "--data-dir", str(data_dir or directory / "node-1"),
-        "--min-free-bytes", "0",
-        *extra_args,
-    ]  # fmt: skip
-    return ServeNode(1, client, peer, admin, directory / "node-1", args,
-                     client_options=dict(client_options or {}))  # fmt: skip
+    return serve_node(1, (client, peer, admin), directory / "node-1", *extra_args,
+                      data_dir=data_dir, client_options=client_options)  # fmt: skip
 
 
 class LocalCluster:
@@ -177,22 +195,11 @@ class LocalCluster:
         self.directory = directory
         self.nodes: list[ServeNode] = []
         for i in range(size):
-            node_id = i + 1
-            data_dir = directory / f"node-{node_id}"
-            args = [
-                "--node-id", str(node_id),
-                "--client-addr", f"127.0.0.1:{ports[i]}",
-                "--peer-addr", f"127.0.0.1:{ports[size + i]}",
-                "--admin-addr", f"127.0.0.1:{ports[2 * size + i]}",
-                "--peers", peers,
-                "--data-dir", str(data_dir),
-                "--cluster-secret", "crema-local-cluster",
-                "--min-free-bytes", "0",
-                *extra_args,
-            ]  # fmt: skip
-            self.nodes.append(
-                ServeNode(node_id, ports[i], ports[size + i], ports[2 * size + i], data_dir, args)
-            )
+            node_ports = (ports[i], ports[size + i], ports[2 * size + i])
+            home = directory / f"node-{i + 1}"
+            secret = ("--cluster-secret", "crema-local-cluster")
+            self.nodes.append(serve_node(i + 1, node_ports, home, "--peers", peers, *secret,
+                                         *extra_args))  # fmt: skip
 
     def node(self, node_id: int) -> ServeNode:
         return self.nodes[node_id - 1]
